@@ -1,0 +1,98 @@
+"""Config -> networks, MLCGAN and optimizers (the only place that reads model
+fields of the config; the networks themselves know nothing of flags)."""
+
+import keras
+
+from mlc_keras.gan import LevelCritic, LossWeights, MLCGAN
+from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator
+
+
+def build_generator(config):
+    return Generator(
+        resolution=config.resolution, num_classes=len(config.expressions),
+        base_channels=config.g_channels, downsamples=config.g_downsamples,
+        res_blocks=config.g_res_blocks, norm=config.g_norm, skips=config.g_skips,
+        conditioning=config.g_conditioning, name="generator")
+
+
+def build_critics(config):
+    """One LevelCritic per --critic_levels entry, with f per --feature_encoder."""
+    shared = None
+    if config.variation_critic and config.feature_encoder == "shared":
+        shared = FeatureEncoder(config.feature_channels, config.spectral_norm, name="f_shared")
+    critics = []
+    for level in config.critic_levels:
+        photo = encoder = variation = None
+        if config.photo_critic:
+            photo = PatchDiscriminator(
+                level, config.d_channels, config.critic_downsamples, config.d_condition,
+                config.spectral_norm, name=f"photo_{level}")
+        if config.variation_critic:
+            encoder = shared or FeatureEncoder(config.feature_channels, config.spectral_norm,
+                                               name=f"f_{level}")
+            if config.feature_encoder == "frozen":
+                encoder.trainable = False
+            # The variation critic sees feature differences (+ the expression code).
+            condition = "expression" if config.d_condition in ("expression", "both") else "none"
+            variation = PatchDiscriminator(
+                level // 4, config.d_channels, max(1, config.critic_downsamples - 1), condition,
+                config.spectral_norm, name=f"variation_{level}")
+        critics.append(LevelCritic(level, photo, encoder, variation))
+    return critics
+
+
+def _schedule(lr, config):
+    start = int(config.lr_decay_start * config.train_steps)
+    if start >= config.train_steps:
+        return lr
+    return LinearDecay(lr, start, config.train_steps)
+
+
+@keras.saving.register_keras_serializable(package="mlc_keras")
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant until ``decay_start``, then linear to 0 at ``total_steps``."""
+
+    def __init__(self, initial, decay_start, total_steps):
+        self.initial = float(initial)
+        self.decay_start = int(decay_start)
+        self.total_steps = int(total_steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        span = float(max(self.total_steps - self.decay_start, 1))
+        frac = keras.ops.clip((step - self.decay_start) / span, 0.0, 1.0)
+        return self.initial * (1.0 - frac)
+
+    def get_config(self):
+        return {"initial": self.initial, "decay_start": self.decay_start,
+                "total_steps": self.total_steps}
+
+
+def build_optimizer(config, lr, name):
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(_schedule(lr, config), name=name)
+    return keras.optimizers.Adam(_schedule(lr, config), beta_1=config.beta1, beta_2=config.beta2,
+                                 name=name)
+
+
+def build_gan(config, strategy=None):
+    """The compiled, fully built MLCGAN. Call inside ``strategy.scope()``."""
+    keras.utils.set_random_seed(config.seed)
+    gan = MLCGAN(
+        build_generator(config),
+        PatchDiscriminator(config.resolution, config.d_channels, config.d_downsamples,
+                           config.d_condition, config.spectral_norm, name="discriminator"),
+        build_critics(config),
+        LossWeights(config.gan_loss, config.adv_weight, config.photo_weight,
+                    config.variation_weight, config.l1_weight, config.gp_weight),
+        seed=config.seed,
+    )
+    gan.compile(
+        g_optimizer=build_optimizer(config, config.g_lr, "g_optimizer"),
+        d_optimizer=build_optimizer(config, config.d_lr, "d_optimizer"),
+        c_optimizer=build_optimizer(config, config.critic_lr, "c_optimizer"),
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    gan.build_all()
+    return gan

@@ -1,0 +1,179 @@
+"""Training callbacks: NaN guard, periodic checkpoints, TensorBoard scalars and
+held-out sample grids. They read the global step from the generator
+optimizer's iteration counter, which the checkpoint restores."""
+
+import io
+import logging
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+log = logging.getLogger("mlc_keras")
+
+
+def global_step(gan):
+    return int(gan.g_optimizer.iterations.numpy())
+
+
+def _all_finite(variables):
+    return all(bool(tf.reduce_all(tf.math.is_finite(v)).numpy()) for v in variables
+               if "float" in str(v.dtype))
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training when a loss becomes NaN/inf; records where."""
+
+    def __init__(self):
+        super().__init__()
+        self.failure = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = {k: v for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+        if bad and self.failure is None:
+            self.failure = (global_step(self.model), ", ".join(sorted(bad)))
+            self.model.stop_training = True
+
+
+class PeriodicCheckpoint(keras.callbacks.Callback):
+    """Saves through a tf.train.CheckpointManager every ``every`` steps and at
+    the end, but never weights from a diverged step. A save writes new files
+    and then swaps the 'checkpoint' index atomically, so a kill at any moment
+    leaves the previous checkpoint restorable."""
+
+    def __init__(self, manager, every, nan_guard):
+        super().__init__()
+        self.manager = manager
+        self.every = every
+        self.nan_guard = nan_guard
+        self.last_saved = None
+
+    def _save(self, step):
+        if self.nan_guard.failure is not None or step == self.last_saved:
+            return
+        if not _all_finite(self.model.generator.variables):
+            log.warning("step %d: generator weights are not finite; checkpoint not written", step)
+            return
+        self.manager.save(checkpoint_number=step)
+        self.last_saved = step
+
+    def on_train_begin(self, logs=None):
+        self.last_saved = global_step(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if step - self.last_saved >= self.every:
+            self._save(step)
+
+    def on_train_end(self, logs=None):
+        self._save(global_step(self.model))
+
+
+class ScalarSummaries(keras.callbacks.Callback):
+    """Writes every logged loss (hierarchical names) and the learning rates."""
+
+    def __init__(self, writer, every):
+        super().__init__()
+        self.writer = writer
+        self.every = every
+        self.last = None
+
+    def on_train_begin(self, logs=None):
+        self.last = global_step(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if step - self.last < self.every:
+            return
+        self.last = step
+        with self.writer.as_default(step=step):
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(name, float(value))
+            for opt in (self.model.g_optimizer, self.model.d_optimizer, self.model.c_optimizer):
+                if opt is not None:
+                    tf.summary.scalar(f"lr/{opt.name}", float(opt.learning_rate))
+        self.writer.flush()
+
+
+def sample_grids(generator, sources, num_classes, batch_size=16):
+    """Runs G on every (source, expression) and tiles the results.
+
+    Args:
+      sources: float32 [K, R, R, 3] in [-1, 1].
+    Returns:
+      {level: uint8 [K * R, (N + 1) * R, 3]}: a row per input, the input in
+      column 0 then one column per expression; lower levels are upscaled
+      (nearest) to R so the grids line up.
+    """
+    k, r = sources.shape[0], sources.shape[1]
+    inputs = np.repeat(sources, num_classes, axis=0)
+    labels = np.tile(np.eye(num_classes, dtype=np.float32), (k, 1))
+    outputs = None
+    for start in range(0, inputs.shape[0], batch_size):
+        out = generator((inputs[start:start + batch_size], labels[start:start + batch_size]),
+                        training=False)
+        out = [np.asarray(o) for o in out]
+        outputs = out if outputs is None else [np.concatenate([a, b]) for a, b in zip(outputs, out)]
+    grids = {}
+    for level, images in zip(generator.levels, outputs):
+        factor = r // level
+        images = images.repeat(factor, axis=1).repeat(factor, axis=2)
+        images = images.reshape(k, num_classes, r, r, 3)
+        cells = np.concatenate([sources[:, None], images], axis=1)  # [K, N+1, R, R, 3]
+        grid = cells.transpose(0, 2, 1, 3, 4).reshape(k * r, (num_classes + 1) * r, 3)
+        grids[level] = np.clip((grid + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return grids
+
+
+def write_png_atomic(path, array):
+    tmp = path + ".tmp"
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Every ``every`` steps (and at the end): the grid of fixed held-out inputs
+    at every decoder level, to TensorBoard and to WORKDIR/samples/."""
+
+    def __init__(self, writer, folder, sources, num_classes, every, attribution=None):
+        super().__init__()
+        self.writer = writer
+        self.folder = folder
+        self.sources = sources
+        self.num_classes = num_classes
+        self.every = every
+        self.attribution = attribution
+        self.last = None
+        os.makedirs(folder, exist_ok=True)
+        if attribution:
+            with open(os.path.join(folder, "ATTRIBUTION.txt"), "w") as f:
+                f.write(attribution + "\n")
+
+    def write(self, step):
+        grids = sample_grids(self.model.generator, self.sources, self.num_classes)
+        with self.writer.as_default(step=step):
+            for level, grid in grids.items():
+                tf.summary.image(f"samples/level_{level}", grid[None], step=step,
+                                 description=self.attribution)
+        self.writer.flush()
+        combined = np.concatenate([grids[lv] for lv in sorted(grids, reverse=True)], axis=0)
+        path = os.path.join(self.folder, f"step_{step:07d}.png")
+        write_png_atomic(path, combined)
+        return path
+
+    def on_train_begin(self, logs=None):
+        self.last = global_step(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if self.every and step - self.last >= self.every:
+            self.last = step
+            self.write(step)
+
+    def on_train_end(self, logs=None):
+        step = global_step(self.model)
+        if step != self.last or self.every == 0:
+            self.write(step)

@@ -1,0 +1,289 @@
+"""Every hyperparameter, defined once, and the one frozen config built from them.
+
+Each entry of ``_SPEC`` becomes both an absl flag (with its help text) and a
+field of the frozen dataclass ``Config``. ``validate`` checks a config up
+front so that bad input is reported before anything is built or written.
+Choices marked (paper) are fixed by the slides; (ours) and (peer) are open
+choices, taken from the named peer where there is one.
+"""
+
+import dataclasses
+import json
+import math
+
+from mlc_keras.expressions import EXPRESSIONS
+
+DATASETS = ("synthetic", "london", "manifest")
+STRATEGIES = ("auto", "mirrored", "one_device")
+FEATURE_ENCODERS = ("trained", "shared", "frozen")
+
+# (name, default, help)  -- the type of the default is the flag's type;
+# tuples of ints / strings are comma-separated list flags.
+_SPEC = (
+    # --- run
+    ("workdir", "", "Run folder: options.json, checkpoints, TensorBoard events, samples."),
+    ("train_steps", 100000, "Total generator updates; a resumed run continues to this count."),
+    ("batch_size", 16, "GLOBAL batch size (split across replicas; must divide evenly). (peer: StarGAN 16)"),
+    ("seed", 0, "Seed of weights, data order, flips and the subject split."),
+    ("strategy", "auto", "auto: MirroredStrategy over all GPUs when there are several, else one "
+                         "device; mirrored: always (also over logical CPU devices); one_device."),
+    ("cpu_devices", 0, "Split the CPU into this many logical devices (0: leave as is). For testing "
+                       "mirrored training without GPUs."),
+    ("jit_compile", False, "XLA-compile the train step (single device only; ~1.2x on CPU)."),
+    ("steps_per_execution", 1, "Train steps per tf.function call (single device only)."),
+    ("deterministic", False, "Enable TensorFlow op determinism (slower; for exact reruns)."),
+    ("checkpoint_every", 500, "Save a checkpoint every N steps (and at the end)."),
+    ("keep_checkpoints", 3, "Checkpoints kept in the workdir."),
+    ("summary_every", 50, "Write TensorBoard scalars every N steps."),
+    ("sample_every", 500, "Write the held-out sample grid every N steps (0: only at the end)."),
+    ("num_samples", 4, "Held-out inputs (rows) in the sample grid."),
+    ("verbose", 1, "Console output: 1 progress bar, 2 one line per epoch, 0 quiet."),
+    # --- data
+    ("dataset", "synthetic", "Data source: synthetic (embedded, procedural), london (Face Research "
+                             "Lab London Set layout in --data_dir), manifest (CSV in --data_dir)."),
+    ("data_dir", "", "london: the published folder; manifest: the CSV or its folder "
+                     "(manifest.csv); synthetic: unused."),
+    ("data_cache", "", "Where importers write aligned crops and manifests (default WORKDIR/data)."),
+    ("synthetic_subjects", 200, "Identities rendered by the synthetic data set."),
+    ("synthetic_resolution", 0, "Render size of the synthetic set (0: --resolution)."),
+    ("london_use_templates", False, "Align London neutral photos with their template pupils "
+                                    "instead of the detector."),
+    ("import_resolution", 256, "Size of the aligned crops an importer writes."),
+    ("expressions", EXPRESSIONS, "The model's expression classes, in id order. (paper: 7 classes)"),
+    ("source_expression", "neutral", "Expression of the source image of a pair; 'any' pairs every "
+                                     "image with every other of its subject. (paper: neutral)"),
+    ("identity_pairs", True, "Also train source -> same expression (the source itself as target)."),
+    ("test_fraction", 0.1, "Fraction of subjects held out (when the manifest has no split column)."),
+    ("flip", True, "Random horizontal flip, identical for both images of a pair. (paper)"),
+    ("skip_bad_images", False, "Skip unreadable images and subjects without a source image, and "
+                               "report the count, instead of stopping."),
+    # --- model (paper: 128 px output with decoder levels 64 and 32)
+    ("resolution", 128, "Output resolution (64, 128 or 256; any power of two >= 16). (paper: 128)"),
+    ("g_channels", 64, "Generator width after the stem. (peer: StarGAN 64)"),
+    ("g_downsamples", 2, "Encoder stride-2 convs; decoder levels are R, R/2, .. R/2^D. (paper: 2)"),
+    ("g_res_blocks", 6, "Residual blocks at the bottleneck. (peer: StarGAN 6)"),
+    ("g_norm", "instance", "Generator normalisation: instance, batch or none. (peer: StarGAN)"),
+    ("g_skips", True, "U-Net skips from encoder to decoder levels. (ours, pix2pix-like)"),
+    ("g_conditioning", "input", "Expression code tiled onto the input, or input_and_decoder. "
+                                "(peer: StarGAN input)"),
+    ("d_channels", 64, "Discriminator and critic width. (peer: pix2pix 64)"),
+    ("d_downsamples", 3, "PatchGAN stride-2 layers of the main discriminator. (peer: pix2pix 70x70)"),
+    ("d_condition", "both", "What D and the photo critics see besides the image: none, source, "
+                            "expression or both. (ours; the slides draw no condition)"),
+    ("spectral_norm", True, "Spectral normalisation in D, critics and f. (ours)"),
+    ("critic_levels", (32, 64), "Decoder levels (px) that get a critic network; empty: none. "
+                                "(paper: 32,64; ablations 32 / 64)"),
+    ("critic_downsamples", 2, "PatchGAN stride-2 layers of each critic."),
+    ("photo_critic", True, "Photo-realistic discriminator at each critic level. (paper)"),
+    ("variation_critic", True, "Variation-realistic discriminator at each critic level. (paper)"),
+    ("feature_encoder", "trained", "How f of the variation critic is obtained: trained (one per "
+                                   "level, trained with the critics), shared (one trained f for all "
+                                   "levels), frozen (random, never trained)."),
+    ("feature_channels", 64, "Channels of f's features."),
+    # --- losses
+    ("gan_loss", "nonsaturating", "nonsaturating (paper), hinge, lsgan or wgan (with gradient penalty)."),
+    ("adv_weight", 1.0, "Weight of D's adversarial term in L_G."),
+    ("photo_weight", 1.0, "Weight of each photo-realistic critic term in L_G."),
+    ("variation_weight", 1.0, "Weight of each variation-realistic critic term in L_G."),
+    ("l1_weight", 100.0, "Weight of the L1 loss to the real target at every level. (peer: pix2pix 100)"),
+    ("gp_weight", 10.0, "Gradient-penalty weight with --gan_loss=wgan. (peer: StarGAN 10)"),
+    # --- optimisation
+    ("optimizer", "adam", "adam or sgd (sgd is for exact reduction tests)."),
+    ("g_lr", 2e-4, "Generator learning rate. (peer: pix2pix 2e-4)"),
+    ("d_lr", 2e-4, "Discriminator learning rate."),
+    ("critic_lr", 2e-4, "Critic networks' learning rate (photo, variation and f)."),
+    ("beta1", 0.5, "Adam beta1. (peer: pix2pix/StarGAN 0.5)"),
+    ("beta2", 0.999, "Adam beta2."),
+    ("lr_decay_start", 0.5, "Fraction of train_steps after which learning rates decay linearly to 0 "
+                            "(1.0: constant). (peer: StarGAN)"),
+)
+
+_FIELD_TYPES = {}
+
+
+def _type_of(default):
+    if isinstance(default, tuple):
+        return tuple
+    return type(default)
+
+
+def _make_config_class():
+    fields = []
+    for name, default, _ in _SPEC:
+        _FIELD_TYPES[name] = _type_of(default)
+        fields.append((name, _type_of(default), dataclasses.field(default=default)))
+    return dataclasses.make_dataclass("Config", fields, frozen=True)
+
+
+Config = _make_config_class()
+Config.__doc__ = "The frozen, validated run configuration. See config._SPEC for each field."
+
+# Options a resumed run may change without invalidating its checkpoint.
+RUN_CONTROL_FIELDS = frozenset({
+    "workdir", "train_steps", "strategy", "cpu_devices", "jit_compile", "steps_per_execution",
+    "deterministic", "checkpoint_every", "keep_checkpoints", "summary_every", "sample_every",
+    "num_samples", "verbose", "data_dir", "data_cache", "skip_bad_images",
+})
+
+
+class ConfigError(ValueError):
+    """A flag value is unusable; the message names the flag."""
+
+
+def define_flags(flag_values=None):
+    """Defines one absl flag per config field (idempotent)."""
+    from absl import flags
+
+    fv = flag_values or flags.FLAGS
+    for name, default, help_text in _SPEC:
+        if name in fv:
+            continue
+        if isinstance(default, bool):
+            flags.DEFINE_boolean(name, default, help_text, flag_values=fv)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, help_text, flag_values=fv)
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, help_text, flag_values=fv)
+        elif isinstance(default, tuple):
+            flags.DEFINE_list(name, [str(v) for v in default], help_text, flag_values=fv)
+        else:
+            flags.DEFINE_string(name, default, help_text, flag_values=fv)
+
+
+def _coerce(name, value):
+    kind = _FIELD_TYPES[name]
+    if kind is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",")]
+        items = [str(v).strip() for v in value if str(v).strip()]
+        if name == "critic_levels":
+            try:
+                return tuple(sorted({int(v) for v in items}))
+            except ValueError:
+                raise ConfigError(f"--critic_levels={','.join(items)}: expected integers "
+                                  "(pixel sizes such as 32,64) or nothing") from None
+        return tuple(items)
+    if kind is float:
+        return float(value)
+    if kind is int and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def config_from_flags(flag_values=None, **overrides):
+    """Builds and validates a Config from parsed absl flags (+ overrides)."""
+    from absl import flags
+
+    fv = flag_values or flags.FLAGS
+    values = {name: _coerce(name, fv[name].value) for name, _, _ in _SPEC}
+    values.update({k: _coerce(k, v) for k, v in overrides.items()})
+    return validate(Config(**values))
+
+
+def make_config(**overrides):
+    """A validated Config from defaults plus keyword overrides (for library use and tests)."""
+    unknown = set(overrides) - set(_FIELD_TYPES)
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return validate(Config(**{k: _coerce(k, v) for k, v in overrides.items()}))
+
+
+def validate(config):
+    """Checks every field; raises ConfigError naming the flag and the problem."""
+    from mlc_keras.expressions import UnknownExpressionError, canonical_expression
+    from mlc_keras.losses import GAN_LOSSES
+    from mlc_keras.models.critics import D_CONDITIONS
+    from mlc_keras.models.generator import CONDITIONINGS, decoder_levels
+    from mlc_keras.models.layers import NORMS
+
+    c = config
+
+    def choice(name, options):
+        if getattr(c, name) not in options:
+            raise ConfigError(f"--{name}={getattr(c, name)}: expected one of {', '.join(options)}")
+
+    def positive(*names):
+        for name in names:
+            if getattr(c, name) <= 0:
+                raise ConfigError(f"--{name}={getattr(c, name)}: must be positive")
+
+    choice("dataset", DATASETS)
+    choice("strategy", STRATEGIES)
+    choice("feature_encoder", FEATURE_ENCODERS)
+    choice("gan_loss", GAN_LOSSES)
+    choice("g_norm", NORMS)
+    choice("g_conditioning", CONDITIONINGS)
+    choice("d_condition", D_CONDITIONS)
+    choice("optimizer", ("adam", "sgd"))
+    positive("train_steps", "batch_size", "checkpoint_every", "keep_checkpoints", "summary_every",
+             "g_channels", "d_channels", "feature_channels", "steps_per_execution",
+             "synthetic_subjects", "import_resolution", "g_lr", "d_lr", "critic_lr")
+    for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
+                 "adv_weight", "photo_weight", "variation_weight", "gp_weight"):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"--{name}={getattr(c, name)}: must not be negative")
+    if not 0.0 <= c.test_fraction < 1.0:
+        raise ConfigError(f"--test_fraction={c.test_fraction}: must be in [0, 1)")
+    if not 0.0 <= c.lr_decay_start <= 1.0:
+        raise ConfigError(f"--lr_decay_start={c.lr_decay_start}: must be in [0, 1]")
+    if c.dataset in ("london", "manifest") and not c.data_dir:
+        raise ConfigError(f"--dataset={c.dataset} needs --data_dir")
+    r = c.resolution
+    if r < 16 or r & (r - 1):
+        raise ConfigError(f"--resolution={r}: must be a power of two >= 16 (64, 128, 256)")
+    max_down = int(math.log2(r)) - 2
+    if not 1 <= c.g_downsamples <= max_down:
+        raise ConfigError(f"--g_downsamples={c.g_downsamples}: a {r} px decoder supports 1..{max_down}")
+    levels = decoder_levels(r, c.g_downsamples)
+    bad = [lv for lv in c.critic_levels if lv not in levels]
+    if bad:
+        raise ConfigError(
+            f"--critic_levels={','.join(map(str, c.critic_levels))}: the decoder at --resolution={r} "
+            f"with --g_downsamples={c.g_downsamples} produces levels {','.join(map(str, levels))}; "
+            f"{','.join(map(str, bad))} is not one of them")
+    if c.critic_levels and not (c.photo_critic or c.variation_critic):
+        raise ConfigError("--critic_levels is set but both --photo_critic and --variation_critic are off")
+    if c.synthetic_resolution and c.synthetic_resolution < r:
+        raise ConfigError(f"--synthetic_resolution={c.synthetic_resolution}: smaller than --resolution={r}")
+    if len(c.expressions) < 2:
+        raise ConfigError("--expressions: need at least two classes")
+    try:
+        canon = [canonical_expression(e, "--expressions") for e in c.expressions]
+        if c.source_expression != "any":
+            canonical_expression(c.source_expression, "--source_expression")
+    except UnknownExpressionError as e:
+        raise ConfigError(str(e)) from None
+    if len(set(canon)) != len(canon):
+        raise ConfigError(f"--expressions={','.join(c.expressions)}: repeated class")
+    if canon != list(c.expressions):
+        c = dataclasses.replace(c, expressions=tuple(canon))
+    if c.source_expression != "any":
+        source = canonical_expression(c.source_expression)
+        if source not in canon:
+            raise ConfigError(f"--source_expression={c.source_expression}: not among --expressions")
+        c = dataclasses.replace(c, source_expression=source)
+    if c.steps_per_execution > 1 and c.strategy == "mirrored":
+        raise ConfigError("--steps_per_execution > 1 fails under MirroredStrategy (Keras 3.15); use 1")
+    if c.jit_compile and c.strategy == "mirrored":
+        raise ConfigError("--jit_compile fails under MirroredStrategy (Keras 3.15); use --strategy=one_device or drop it")
+    return c
+
+
+def to_json(config):
+    return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
+
+
+def from_dict(values):
+    """Config from a dict (options.json); unknown keys are an error."""
+    unknown = set(values) - set(_FIELD_TYPES)
+    if unknown:
+        raise ConfigError(f"options contain unknown field(s): {', '.join(sorted(unknown))}")
+    return validate(Config(**{k: _coerce(k, v) for k, v in values.items()}))
+
+
+def model_differences(old, new):
+    """Fields (other than run control) whose values differ between two configs."""
+    return sorted(
+        name for name, _, _ in _SPEC
+        if name not in RUN_CONTROL_FIELDS and getattr(old, name) != getattr(new, name)
+    )

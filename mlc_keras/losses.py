@@ -1,0 +1,123 @@
+"""Pure loss functions. Each returns a PER-EXAMPLE loss of shape [B].
+
+Reduction to a scalar is the caller's job: under ``tf.distribute`` the train
+step divides the per-example sum by the GLOBAL batch
+(``tf.nn.compute_average_loss``), so gradients summed across replicas equal
+the single-device gradient of the same global batch.
+
+Discriminator outputs are logits of any shape [B, ...] (PatchGAN maps
+[B, h, w, 1] or vectors [B, 1]); they are averaged over all non-batch axes.
+
+GAN forms (``kind``):
+  - ``nonsaturating`` (the paper's slides): D maximises
+    log D(real) + log(1 - D(fake)); G maximises log D(fake).
+  - ``hinge``, ``lsgan`` and ``wgan`` (with ``gradient_penalty``) as
+    alternatives.
+"""
+
+import tensorflow as tf
+
+GAN_LOSSES = ("nonsaturating", "hinge", "lsgan", "wgan")
+
+
+def _per_example_mean(x):
+    """[B, ...] -> [B]: mean over every non-batch axis."""
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank == 1:
+        return x
+    return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+
+def discriminator_loss(real_logits, fake_logits, kind="nonsaturating"):
+    """Loss of a discriminator or critic.
+
+    Args:
+      real_logits: [B, ...] logits on real inputs (x_t, or f(x_t) - f(x)).
+      fake_logits: [B, ...] logits on generated inputs.
+      kind: one of GAN_LOSSES.
+
+    Returns:
+      (total [B], real_term [B], fake_term [B]).
+    """
+    real_logits = tf.cast(real_logits, tf.float32)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if kind == "nonsaturating":
+        # -log sigmoid(r) = softplus(-r); -log(1 - sigmoid(f)) = softplus(f)
+        real = tf.nn.softplus(-real_logits)
+        fake = tf.nn.softplus(fake_logits)
+    elif kind == "hinge":
+        real = tf.nn.relu(1.0 - real_logits)
+        fake = tf.nn.relu(1.0 + fake_logits)
+    elif kind == "lsgan":
+        real = 0.5 * tf.square(real_logits - 1.0)
+        fake = 0.5 * tf.square(fake_logits)
+    elif kind == "wgan":
+        real = -real_logits
+        fake = fake_logits
+    else:
+        raise ValueError(f"gan loss kind {kind!r}: expected one of {GAN_LOSSES}")
+    real = _per_example_mean(real)
+    fake = _per_example_mean(fake)
+    return real + fake, real, fake
+
+
+def generator_adversarial_loss(fake_logits, kind="nonsaturating"):
+    """The generator's adversarial term against one discriminator.
+
+    Args:
+      fake_logits: [B, ...] the discriminator's logits on G's output.
+      kind: one of GAN_LOSSES.
+
+    Returns:
+      [B] per-example loss (non-saturating: -log D(G(x, c))).
+    """
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if kind == "nonsaturating":
+        loss = tf.nn.softplus(-fake_logits)
+    elif kind in ("hinge", "wgan"):
+        loss = -fake_logits
+    elif kind == "lsgan":
+        loss = 0.5 * tf.square(fake_logits - 1.0)
+    else:
+        raise ValueError(f"gan loss kind {kind!r}: expected one of {GAN_LOSSES}")
+    return _per_example_mean(loss)
+
+
+def l1_loss(generated, target):
+    """Mean absolute error per example.
+
+    Args:
+      generated, target: [B, H, W, C] images (same shape, any range).
+
+    Returns:
+      [B].
+    """
+    generated = tf.cast(generated, tf.float32)
+    target = tf.cast(target, tf.float32)
+    return _per_example_mean(tf.abs(generated - target))
+
+
+def gradient_penalty(critic_fn, real, fake, epsilon):
+    """WGAN-GP penalty (||grad critic(x_hat)||_2 - 1)^2 on interpolates.
+
+    Args:
+      critic_fn: callable [B, ...] -> logits [B, ...]; the critic with its
+        conditioning already bound.
+      real, fake: [B, ...] inputs of the same shape.
+      epsilon: [B] interpolation weights in [0, 1].
+
+    Returns:
+      [B] per-example penalty.
+    """
+    real = tf.cast(real, tf.float32)
+    fake = tf.cast(fake, tf.float32)
+    shape = tf.concat([tf.shape(real)[:1], tf.ones([tf.rank(real) - 1], tf.int32)], 0)
+    eps = tf.reshape(tf.cast(epsilon, tf.float32), shape)
+    interpolated = eps * real + (1.0 - eps) * fake
+    with tf.GradientTape() as tape:
+        tape.watch(interpolated)
+        logits = critic_fn(interpolated)
+        score = tf.reduce_sum(_per_example_mean(logits))
+    grads = tape.gradient(score, interpolated)
+    norm = tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grads), [tf.shape(grads)[0], -1]), axis=1) + 1e-12)
+    return tf.square(norm - 1.0)

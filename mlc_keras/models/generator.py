@@ -1,0 +1,115 @@
+"""The generator G(x, c): encoder + multi-level decoder.
+
+Input: a face x [B, R, R, 3] float32 in [-1, 1] and a target expression code
+c [B, N] float32 (one-hot; a value in (0, 1] scales the code). Output: a tuple
+of images, FINEST FIRST, one per decoder level:
+``(image_R [B, R, R, 3], image_R/2, ..., image_R/2^D)``, each in [-1, 1].
+The paper's setting is R = 128 with D = 2, so levels 128, 64 and 32.
+
+Architecture (the slides give only "encoder + multi-level decoder"; the
+details follow StarGAN's generator, with U-Net skips as in pix2pix):
+  encoder: 7x7 conv -> D stride-2 4x4 convs (channels doubling)
+  bottleneck: residual blocks at R/2^D  -> level image R/2^D
+  decoder: D stride-2 transposed 4x4 convs, each followed by an image head
+           (3x3 conv + tanh) at its level; the last head is the final image.
+"""
+
+import math
+
+import keras
+from keras import layers, ops
+
+from mlc_keras.models.layers import ConvNormAct, ResidualBlock, tile_condition
+
+CONDITIONINGS = ("input", "input_and_decoder")
+
+
+def decoder_levels(resolution, downsamples):
+    """The image sizes the decoder emits, finest first: (R, R/2, ..., R/2^D)."""
+    return tuple(resolution // (2 ** i) for i in range(downsamples + 1))
+
+
+def validate_generator_shape(resolution, downsamples):
+    """Raises ValueError when the decoder cannot produce these levels."""
+    if resolution < 16 or resolution & (resolution - 1):
+        raise ValueError(f"resolution {resolution}: must be a power of two >= 16")
+    if downsamples < 1 or resolution // (2 ** downsamples) < 4:
+        raise ValueError(
+            f"g_downsamples {downsamples}: a {resolution} px decoder supports 1.."
+            f"{int(math.log2(resolution)) - 2} levels below the final image")
+
+
+@keras.saving.register_keras_serializable(package="mlc_keras")
+class Generator(keras.Model):
+    """Multi-level generator; see the module docstring for the contract."""
+
+    def __init__(self, resolution=128, num_classes=7, base_channels=64, downsamples=2,
+                 res_blocks=6, norm="instance", skips=True, conditioning="input",
+                 max_channels=512, **kwargs):
+        super().__init__(**kwargs)
+        validate_generator_shape(resolution, downsamples)
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning {conditioning!r}: expected one of {CONDITIONINGS}")
+        self.resolution = resolution
+        self.num_classes = num_classes
+        self.base_channels = base_channels
+        self.downsamples = downsamples
+        self.res_blocks = res_blocks
+        self.norm = norm
+        self.skips = skips
+        self.conditioning = conditioning
+        self.max_channels = max_channels
+        self.levels = decoder_levels(resolution, downsamples)
+
+        def width(i):
+            return min(base_channels * 2 ** i, max_channels)
+
+        self.stem = ConvNormAct(width(0), 7, norm=norm, name="stem")
+        self.down = [ConvNormAct(width(i + 1), 4, strides=2, norm=norm, name=f"down_{i}")
+                     for i in range(downsamples)]
+        self.blocks = [ResidualBlock(width(downsamples), norm=norm, name=f"res_{i}")
+                       for i in range(res_blocks)]
+        self.up = [ConvNormAct(width(downsamples - i - 1), 4, strides=2, transpose=True,
+                               norm=norm, name=f"up_{i}") for i in range(downsamples)]
+        # heads[0] is the final (finest) image, heads[-1] the coarsest
+        self.heads = [layers.Conv2D(3, 7 if i == 0 else 3, padding="same", activation="tanh",
+                                    name=f"to_image_{self.levels[i]}")
+                      for i in range(downsamples + 1)]
+
+    def call(self, inputs, training=None):
+        image, condition = inputs
+        image = ops.cast(image, "float32")
+        condition = ops.cast(condition, "float32")
+        r = self.resolution
+        x = ops.concatenate([image, tile_condition(condition, r, r)], axis=-1)
+        x = self.stem(x, training=training)
+        encoder_features = [x]
+        for block in self.down:
+            x = block(x, training=training)
+            encoder_features.append(x)
+        for block in self.blocks:
+            x = block(x, training=training)
+        outputs = [self.heads[-1](x)]
+        for i, block in enumerate(self.up):
+            if self.conditioning == "input_and_decoder":
+                size = x.shape[1]
+                x = ops.concatenate([x, tile_condition(condition, size, size)], axis=-1)
+            x = block(x, training=training)
+            if self.skips:
+                x = ops.concatenate([x, encoder_features[-(i + 2)]], axis=-1)
+            outputs.append(self.heads[-(i + 2)](x))
+        return tuple(reversed(outputs))
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(resolution=self.resolution, num_classes=self.num_classes,
+                   base_channels=self.base_channels, downsamples=self.downsamples,
+                   res_blocks=self.res_blocks, norm=self.norm, skips=self.skips,
+                   conditioning=self.conditioning, max_channels=self.max_channels)
+        return cfg
+
+    def build_for_inputs(self, batch_size=1):
+        """Creates every variable by calling the model once on zeros."""
+        r = self.resolution
+        self((ops.zeros((batch_size, r, r, 3)), ops.zeros((batch_size, self.num_classes))))
+        return self

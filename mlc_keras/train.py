@@ -1,0 +1,32 @@
+"""python -m mlc_keras.train --flagfile=configs/demo.flags [--workdir=...]
+
+Trains the multi-level critic GAN, or resumes the run in --workdir. Every
+flag is documented in mlc_keras/config.py (or: --helpfull).
+"""
+
+import sys
+
+from absl import app, flags
+
+from mlc_keras import config as config_lib
+from mlc_keras.errors import exit_on_user_error
+
+config_lib.define_flags()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from mlc_keras.runtime import configure_cpu
+
+    note = configure_cpu()  # before TensorFlow is imported
+    with exit_on_user_error():
+        config = config_lib.config_from_flags()
+        print(note, flush=True)
+        from mlc_keras.training import train
+
+        train(config)
+
+
+if __name__ == "__main__":
+    app.run(main, argv=sys.argv)

@@ -1,0 +1,29 @@
+"""mlc-keras: facial emotion synthesis with multi-level critic networks."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mlc-keras",
+    version="0.1.0",
+    description=("Photo-realistic facial emotion synthesis with multi-level critic networks "
+                 "(Park, Kim & Ro, MMM 2019) in TensorFlow 2 / Keras 3"),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mlc_keras", "mlc_keras.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<4",
+        "numpy>=1.26",
+        "pillow>=10",
+        "tensorboard>=2.21",
+        "absl-py>=2",
+    ],
+    extras_require={
+        # face detection + alignment for real photos (London importer, own photos);
+        # dlib-bin is a prebuilt wheel: plain `dlib` compiles for 20+ minutes.
+        "align": ["dlib-bin>=19.24", "face_recognition_models>=0.3"],
+        "test": ["pytest>=7", "dlib-bin>=19.24", "face_recognition_models>=0.3"],
+    },
+    license="Apache-2.0",
+)

@@ -1,0 +1,42 @@
+"""Test setup: two logical CPU devices (for the MirroredStrategy tests), set
+before any TensorFlow op runs, and the location of the real London set."""
+
+import os
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO_ROOT, "configs")
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+
+def london_dir():
+    return os.environ.get("MLC_LONDON_DIR",
+                          os.path.join(REPO_ROOT, "..", "shared", "data", "london"))
+
+
+@pytest.fixture
+def london():
+    path = london_dir()
+    if not os.path.isdir(os.path.join(path, "neutral_front")):
+        pytest.skip(f"London set not found at {path}; set MLC_LONDON_DIR to run this test")
+    return path
+
+
+def tiny_overrides(tmp_path, **kw):
+    """The configs/tiny.flags preset as keyword overrides (kept in sync by
+    test_config.test_tiny_flagfile_matches_overrides)."""
+    base = dict(dataset="synthetic", synthetic_subjects=6, resolution=32, critic_levels="8,16",
+                g_channels=8, g_res_blocks=1, d_channels=8, feature_channels=8, batch_size=4,
+                train_steps=4, checkpoint_every=2, sample_every=2, summary_every=1, num_samples=2,
+                test_fraction=0.2, verbose=0, workdir=str(tmp_path / "run"),
+                data_cache=str(tmp_path / "data"))
+    base.update(kw)
+    return base

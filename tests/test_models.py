@@ -1,0 +1,111 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mlc_keras.builder import build_gan
+from mlc_keras.config import ConfigError, make_config
+from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator
+from mlc_keras.models.layers import SNConv2D, downsample_images
+
+TINY = dict(resolution=32, critic_levels="8,16", g_channels=8, g_res_blocks=1, d_channels=8,
+            feature_channels=8)
+
+
+def counts(gan):
+    return (gan.generator.count_params(), gan.discriminator.count_params(),
+            [m.count_params() for m in gan.photo_critics],
+            [m.count_params() for m in gan.variation_critics],
+            [m.count_params() for m in gan.feature_encoders])
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (TINY, (49257, 12306, [1754, 3906], [2010, 2010], [728, 728])),
+    ({}, (8591113, 671874, [145922, 145922], [73410, 73410], [34496, 34496])),
+])
+def test_parameter_counts_are_pinned(overrides, expected):
+    assert counts(build_gan(make_config(**overrides))) == expected
+
+
+def test_shared_and_frozen_feature_encoders():
+    shared = build_gan(make_config(feature_encoder="shared", **TINY))
+    assert len(shared.feature_encoders) == 1
+    assert shared.critics[0].encoder is shared.critics[1].encoder
+    frozen = build_gan(make_config(feature_encoder="frozen", **TINY))
+    frozen_vars = {id(v) for f in frozen.feature_encoders for v in f.variables}
+    assert frozen_vars and not frozen_vars & {id(v) for v in frozen.critic_variables}
+
+
+@pytest.mark.parametrize("resolution,downsamples", [(32, 1), (64, 2), (128, 2), (256, 3)])
+def test_every_decoder_level_has_its_shape(resolution, downsamples):
+    g = Generator(resolution, num_classes=7, base_channels=4, downsamples=downsamples,
+                  res_blocks=1)
+    x = tf.random.uniform((2, resolution, resolution, 3), -1, 1)
+    c = tf.one_hot([1, 4], 7)
+    outputs = g((x, c))
+    assert g.levels == tuple(resolution // 2 ** i for i in range(downsamples + 1))
+    assert [tuple(o.shape) for o in outputs] == [(2, lv, lv, 3) for lv in g.levels]
+    for o in outputs:
+        assert float(tf.reduce_max(tf.abs(o))) <= 1.0
+
+
+def test_generator_depends_on_the_expression():
+    g = Generator(32, num_classes=3, base_channels=4, res_blocks=1)
+    x = tf.random.uniform((1, 32, 32, 3), -1, 1)
+    a = g((x, tf.one_hot([0], 3)))[0]
+    b = g((x, tf.one_hot([2], 3)))[0]
+    assert float(tf.reduce_mean(tf.abs(a - b))) > 1e-4
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(resolution=96), "power of two"),
+    (dict(resolution=64, critic_levels="8"), "produces levels 64,32,16"),
+    (dict(resolution=32, g_downsamples=4), "supports 1..3"),
+    (dict(critic_levels="a"), "expected integers"),
+    (dict(expressions="neutral,grumpy"), "unknown expression 'grumpy'"),
+    (dict(strategy="mirrored", jit_compile=True), "jit_compile"),
+    (dict(dataset="london"), "needs --data_dir"),
+])
+def test_config_rejects_what_the_decoder_cannot_do(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(**kwargs)
+
+
+def test_empty_critic_levels_means_no_critics():
+    gan = build_gan(make_config(**{**TINY, "critic_levels": ""}))
+    assert gan.critics == [] and gan.critic_variables == []
+
+
+def test_spectral_norm_bounds_the_kernel():
+    layer = SNConv2D(6, 3)
+    x = tf.random.uniform((1, 8, 8, 5))
+    layer(x)
+    layer.kernel.assign(layer.kernel * 50.0)
+    for _ in range(30):  # power iteration converges while training
+        layer(x, training=True)
+    w = tf.reshape(layer.normalized_kernel(), (-1, 6)).numpy()
+    assert np.linalg.svd(w, compute_uv=False)[0] == pytest.approx(1.0, rel=1e-2)
+
+
+def test_discriminator_conditioning_changes_inputs():
+    d = PatchDiscriminator(16, base_channels=4, downsamples=2, condition="both")
+    x = tf.zeros((2, 16, 16, 3))
+    out_a = d((x, x, tf.one_hot([0, 0], 3)))
+    out_b = d((x, x, tf.one_hot([1, 1], 3)))
+    assert out_a.shape == (2, 4, 4, 1)
+    assert float(tf.reduce_max(tf.abs(out_a - out_b))) > 0
+    assert FeatureEncoder(8)(tf.zeros((1, 16, 16, 3))).shape == (1, 4, 4, 8)
+
+
+def test_downsample_is_area_average():
+    x = tf.reshape(tf.range(16, dtype=tf.float32), (1, 4, 4, 1))
+    y = downsample_images(x, 2)
+    np.testing.assert_allclose(y.numpy().ravel(), [2.5, 4.5, 10.5, 12.5])
+
+
+def test_generator_config_round_trip():
+    g = Generator(32, num_classes=3, base_channels=4, res_blocks=2, skips=False,
+                  conditioning="input_and_decoder")
+    clone = Generator.from_config(g.get_config())
+    assert clone.get_config() == g.get_config()
+    assert clone.skips is False and clone.res_blocks == 2

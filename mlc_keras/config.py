@@ -134,7 +134,7 @@ def define_flags(flag_values=None):
     """Defines one absl flag per config field (idempotent)."""
     from absl import flags
 
-    fv = flag_values or flags.FLAGS
+    fv = flags.FLAGS if flag_values is None else flag_values
     for name, default, help_text in _SPEC:
         if name in fv:
             continue
@@ -174,7 +174,7 @@ def config_from_flags(flag_values=None, **overrides):
     """Builds and validates a Config from parsed absl flags (+ overrides)."""
     from absl import flags
 
-    fv = flag_values or flags.FLAGS
+    fv = flags.FLAGS if flag_values is None else flag_values
     values = {name: _coerce(name, fv[name].value) for name, _, _ in _SPEC}
     values.update({k: _coerce(k, v) for k, v in overrides.items()})
     return validate(Config(**values))

@@ -123,15 +123,37 @@ def _check_workdir(config):
     atomic_write_text(options, config_lib.to_json(config) + "\n")
 
 
+def checkpoint_variables(gan):
+    """{stable name: variable} for every network weight (trainable or not,
+    e.g. spectral-norm estimates), every optimizer slot and iteration counter
+    (the global step) and the RNG state.
+
+    Variables are listed by their Keras paths rather than through object
+    tracking: Keras 3 layers held in Python lists are not children in
+    TensorFlow's object graph, so their non-trainable weights would be
+    silently left out of a tf.train.Checkpoint of the models.
+    """
+    named = {}
+
+    def add(prefix, variables):
+        for v in variables:
+            key = f"{prefix}/{v.path}".replace("/", ".")
+            if key in named and named[key] is not v:
+                raise RuntimeError(f"two variables share the checkpoint name {key!r}")
+            named[key] = v
+
+    for net in [gan.generator, gan.discriminator] + gan.photo_critics + \
+            gan.variation_critics + gan.feature_encoders:
+        add("net", net.weights)
+    for opt in (gan.g_optimizer, gan.d_optimizer, gan.c_optimizer):
+        if opt is not None:
+            add(opt.name, opt.variables)
+    named["rng"] = gan.seed_generator.state  # its Keras path carries a per-process counter
+    return named
+
+
 def make_checkpoint(gan):
-    """Every network, every optimizer (whose iteration counter is the global
-    step) and the RNG state, each under a stable name."""
-    objects = {"generator": gan.generator, "discriminator": gan.discriminator,
-               "rng": gan.seed_generator.state.value, "g_optimizer": gan.g_optimizer,
-               "d_optimizer": gan.d_optimizer, "c_optimizer": gan.c_optimizer}
-    for net in gan.photo_critics + gan.variation_critics + gan.feature_encoders:
-        objects[net.name] = net
-    return tf.train.Checkpoint(**objects)
+    return tf.train.Checkpoint(**checkpoint_variables(gan))
 
 
 def restore_latest(checkpoint, manager):

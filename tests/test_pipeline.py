@@ -1,0 +1,155 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlc_keras.data import pipeline
+from mlc_keras.data.manifest import ManifestError, Record, read_manifest, write_manifest
+from mlc_keras.data.synthetic import write_synthetic_dataset
+from mlc_keras.expressions import EXPRESSIONS
+
+VOCAB = EXPRESSIONS
+
+
+def records_for(spec):
+    """spec: {subject: [expressions]} -> records with fake paths."""
+    return [Record(f"/x/{s}_{e}.png", s, e) for s, exprs in spec.items() for e in exprs]
+
+
+def test_pairs_are_within_a_subject_and_target_the_right_expression():
+    recs = records_for({"a": ["neutral", "happy", "sad"], "b": ["neutral", "angry"]})
+    pairs, skipped = pipeline.build_pairs(recs, VOCAB, ("a", "b"))
+    assert not skipped
+    got = set()
+    for s, t in zip(pairs.src, pairs.tgt):
+        assert pairs.subjects[s] == pairs.subjects[t]
+        assert VOCAB[pairs.labels[s]] == "neutral"
+        got.add((pairs.subjects[s], VOCAB[pairs.labels[t]]))
+    assert got == {("a", "neutral"), ("a", "happy"), ("a", "sad"), ("b", "neutral"), ("b", "angry")}
+    no_identity, _ = pipeline.build_pairs(recs, VOCAB, ("a", "b"), identity_pairs=False)
+    assert len(no_identity) == 3
+
+
+def test_any_source_pairs_every_image_with_every_other():
+    recs = records_for({"a": ["neutral", "happy", "sad"]})
+    pairs, _ = pipeline.build_pairs(recs, VOCAB, ("a",), source_expression="any",
+                                    identity_pairs=False)
+    assert len(pairs) == 6
+
+
+def test_subject_without_source_is_an_error_or_skipped():
+    recs = records_for({"a": ["neutral", "happy"], "b": ["happy", "sad"]})
+    with pytest.raises(pipeline.DataError, match="subject 'b' has no 'neutral' image"):
+        pipeline.build_pairs(recs, VOCAB, ("a", "b"))
+    pairs, skipped = pipeline.build_pairs(recs, VOCAB, ("a", "b"), skip_bad=True)
+    assert skipped == ["b"] and set(pairs.subjects) == {"a"}
+
+
+def test_split_is_subject_disjoint_seeded_and_honours_the_manifest():
+    recs = records_for({f"s{i}": ["neutral", "happy"] for i in range(40)})
+    train, test = pipeline.split_subjects(recs, 0.25, seed=1)
+    assert set(train).isdisjoint(test) and len(train) + len(test) == 40
+    assert 4 <= len(test) <= 18
+    assert (train, test) == pipeline.split_subjects(recs, 0.25, seed=1)
+    assert test != pipeline.split_subjects(recs, 0.25, seed=2)[1]
+    fixed = [Record(r.path, r.subject, r.expression, "test" if r.subject == "s3" else "train")
+             for r in recs]
+    assert pipeline.split_subjects(fixed, 0.25, seed=1)[1] == ("s3",)
+
+
+def _stream_setup(n_subjects=5):
+    recs = records_for({f"s{i}": ["neutral", "happy", "sad"] for i in range(n_subjects)})
+    pairs, _ = pipeline.build_pairs(recs, VOCAB, tuple(f"s{i}" for i in range(n_subjects)))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (len(pairs.paths), 8, 8, 3), dtype=np.uint8)
+    return pairs, images
+
+
+def _take(ds, n):
+    return [{k: v.numpy() for k, v in b.items()} for b in ds.take(n)]
+
+
+def test_flip_is_identical_for_both_images_of_a_pair():
+    pairs, images = _stream_setup()
+    # identity pairs have source == target image: after the pair's flip they must still match
+    for batch in _take(pipeline.training_dataset(pairs, images, 5, seed=3), 12):
+        same = batch["source_label"] == batch["target_label"]
+        np.testing.assert_array_equal(batch["source"][same], batch["target"][same])
+    flipped = unflipped = 0
+    for batch in _take(pipeline.training_dataset(pairs, images, 5, seed=3), 12):
+        for src in batch["source"]:
+            raw = images[[i for i in range(len(images))]].astype(np.float32) / 127.5 - 1
+            if any(np.allclose(src, r) for r in raw):
+                unflipped += 1
+            elif any(np.allclose(src, r[:, ::-1]) for r in raw):
+                flipped += 1
+    assert flipped > 5 and unflipped > 5
+
+
+def test_stream_is_deterministic_and_resumes_at_any_step():
+    pairs, images = _stream_setup()
+    full = _take(pipeline.training_dataset(pairs, images, 4, seed=7), 10)
+    again = _take(pipeline.training_dataset(pairs, images, 4, seed=7), 10)
+    resumed = _take(pipeline.training_dataset(pairs, images, 4, seed=7, start_step=6), 4)
+    other = _take(pipeline.training_dataset(pairs, images, 4, seed=8), 10)
+    for a, b in zip(full, again):
+        np.testing.assert_array_equal(a["source"], b["source"])
+    for a, b in zip(full[6:], resumed):  # crosses an epoch boundary (15 pairs, 4 per batch)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert any(not np.array_equal(a["target"], b["target"]) for a, b in zip(full, other))
+
+
+def test_every_pair_is_visited_once_per_epoch():
+    pairs, images = _stream_setup(n_subjects=4)  # 12 pairs
+    seen = []
+    for batch in _take(pipeline.training_dataset(pairs, images, 4, seed=0, flip=False), 3):
+        seen += [(int(s), int(t)) for s, t in zip(batch["source_label"], batch["target_label"])]
+    assert len(seen) == 12
+    label_pairs = sorted((int(pairs.labels[s]), int(pairs.labels[t]))
+                         for s, t in zip(pairs.src, pairs.tgt))
+    assert sorted(seen) == label_pairs
+
+
+def test_value_range_and_dtypes():
+    pairs, images = _stream_setup()
+    batch = _take(pipeline.training_dataset(pairs, images, 3, seed=0), 1)[0]
+    assert batch["source"].dtype == np.float32 and batch["source"].shape == (3, 8, 8, 3)
+    assert batch["source"].min() >= -1 and batch["source"].max() <= 1
+    assert batch["target_label"].dtype == np.int32
+
+
+def test_decode_resizes_and_crops_square(tmp_path):
+    wide = np.zeros((20, 40, 3), np.uint8)
+    wide[:, 10:30] = 200  # the centre square is bright
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    out = pipeline.decode_images([str(tmp_path / "wide.png")], 8)
+    assert out.shape == (1, 8, 8, 3) and out.min() == 200
+
+
+def test_corrupt_image_is_named_or_skipped(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(pipeline.DataError, match="bad.png"):
+        pipeline.check_images([str(good), str(bad)])
+    assert pipeline.check_images([str(good), str(bad)], skip_bad=True) == {str(bad)}
+
+
+def test_manifest_round_trip_and_errors(tmp_path):
+    manifest = write_synthetic_dataset(str(tmp_path / "syn"), 2, 16, seed=0)
+    recs = read_manifest(manifest)
+    assert len(recs) == 2 * len(EXPRESSIONS) and all(os.path.isfile(r.path) for r in recs)
+    out = write_manifest(str(tmp_path / "copy" / "m.csv"), recs)
+    assert read_manifest(out) == recs
+    (tmp_path / "bad.csv").write_text("path,subject,expression\nx.png,a,grumpy\n")
+    with pytest.raises(Exception, match="unknown expression 'grumpy'"):
+        read_manifest(str(tmp_path / "bad.csv"), check_files=False)
+    (tmp_path / "cols.csv").write_text("file,subject\n")
+    with pytest.raises(ManifestError, match="missing column"):
+        read_manifest(str(tmp_path / "cols.csv"))
+    (tmp_path / "missing.csv").write_text("path,subject,expression\nnope.png,a,happy\n")
+    with pytest.raises(ManifestError, match="does not exist"):
+        read_manifest(str(tmp_path / "missing.csv"))

@@ -1,0 +1,135 @@
+"""End to end: the tiny preset trains, stops, resumes and matches an
+uninterrupted run; divergence keeps the last good checkpoint; user errors
+end with one clear line and no traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import CONFIGS, REPO_ROOT, tiny_overrides
+from mlc_keras import losses
+from mlc_keras.config import make_config
+from mlc_keras.training import TrainingDiverged, train
+
+
+def weights(gan):
+    nets = [gan.generator, gan.discriminator] + gan.photo_critics + gan.variation_critics
+    return [w for net in nets for w in net.get_weights()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("full")
+    result = train(make_config(**tiny_overrides(tmp, deterministic=True)))
+    return result, tmp
+
+
+def test_tiny_run_writes_checkpoints_events_and_samples(uninterrupted):
+    result, tmp = uninterrupted
+    workdir = tmp / "run"
+    assert result["step"] == 4
+    assert sorted(os.listdir(workdir / "checkpoints")) == [
+        "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+        "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+    options = json.loads((workdir / "options.json").read_text())
+    assert options["resolution"] == 32 and options["critic_levels"] == [8, 16]
+    split = json.loads((workdir / "split.json").read_text())
+    assert split["test"] and not set(split["train"]) & set(split["test"])
+    grid = np.asarray(Image.open(workdir / "samples" / "step_0000004.png"))
+    # rows: 2 inputs x 3 levels; columns: the input + 7 expressions, 32 px cells
+    assert grid.shape == (2 * 32 * 3, 8 * 32, 3)
+    assert os.listdir(workdir / "events")
+
+
+def test_resumed_run_matches_uninterrupted(uninterrupted, tmp_path, capsys):
+    result, _ = uninterrupted
+    overrides = tiny_overrides(tmp_path, deterministic=True)
+    first = train(make_config(**{**overrides, "train_steps": 2}))
+    assert first["step"] == 2
+    second = train(make_config(**overrides))
+    assert "Resuming from" in capsys.readouterr().out
+    assert second["step"] == 4
+    for a, b in zip(weights(second["gan"]), weights(result["gan"])):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # and the run really moved away from its initial weights
+    fresh = make_config(**{**overrides, "workdir": str(tmp_path / "other"), "train_steps": 1})
+    assert any(not np.allclose(a, b) for a, b in zip(weights(train(fresh)["gan"]),
+                                                      weights(second["gan"])))
+
+
+def test_changed_model_options_refuse_the_workdir(uninterrupted):
+    _, tmp = uninterrupted
+    with pytest.raises(ValueError, match="--g_channels: 8 -> 16"):
+        train(make_config(**tiny_overrides(tmp, g_channels=16, train_steps=6)))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    overrides = tiny_overrides(tmp_path)
+    train(make_config(**{**overrides, "train_steps": 2}))
+    monkeypatch.setattr(losses, "l1_loss", lambda g, t: tf.fill([tf.shape(g)[0]], np.nan))
+    with pytest.raises(TrainingDiverged, match=r"NaN/inf at step 3.*ckpt-2"):
+        train(make_config(**overrides))
+    ckpts = tf.train.get_checkpoint_state(str(tmp_path / "run" / "checkpoints"))
+    assert os.path.basename(ckpts.model_checkpoint_path) == "ckpt-2"
+    reader = tf.train.load_checkpoint(ckpts.model_checkpoint_path)
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            assert np.isfinite(value).all(), name
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "mlc_keras.train", f"--flagfile={CONFIGS}/tiny.flags", *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT})
+
+
+def test_tiny_flagfile_matches_test_overrides(tmp_path):
+    from absl import flags
+
+    from mlc_keras import config as config_lib
+
+    fv = flags.FlagValues()
+    config_lib.define_flags(fv)
+    args = fv.read_flags_from_files([f"--flagfile={CONFIGS}/tiny.flags"], force_gnu=False)
+    fv(["prog"] + args)
+    from_file = config_lib.config_from_flags(fv, workdir="w", data_cache="d", verbose=0)
+    from_test = make_config(**tiny_overrides(tmp_path, workdir="w", data_cache="d"))
+    assert from_file == from_test
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--resolution=48"], "--resolution=48: must be a power of two"),
+    (["--critic_levels=64"], "produces levels 32,16,8"),
+    (["--dataset=manifest", "--data_dir=/nonexistent/data"], "no manifest CSV found"),
+    (["--dataset=london", "--data_dir=/nonexistent/london"], "/nonexistent/london"),
+    (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=3"], "not divisible by the 2"),
+    (["--expressions=neutral,grumpy"], "unknown expression 'grumpy'"),
+])
+def test_user_errors_are_one_clear_line(tmp_path, args, message):
+    proc = run_cli(f"--workdir={tmp_path}/run", *args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_corrupt_image_is_named_before_training(tmp_path):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rows = ["path,subject,expression"]
+    for subject in ("a", "b", "c"):
+        for expr in ("neutral", "happy"):
+            Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(images / f"{subject}_{expr}.png")
+            rows.append(f"imgs/{subject}_{expr}.png,{subject},{expr}")
+    (images / "b_happy.png").write_bytes(b"garbage")
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    proc = run_cli(f"--workdir={tmp_path}/run", "--dataset=manifest", f"--data_dir={tmp_path}")
+    assert proc.returncode == 2 and "b_happy.png" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")

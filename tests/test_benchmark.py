@@ -30,7 +30,8 @@ def conv_graph(batch, size, cin, cout, k, stride=1, padding="SAME"):
 # ----------------------------------------------------------------------------- op counts
 
 
-@pytest.mark.parametrize("batch,size,cin,cout,k", [(2, 16, 3, 8, 3), (1, 9, 5, 7, 5), (4, 8, 8, 4, 1)])
+@pytest.mark.parametrize("batch,size,cin,cout,k",
+                         [(2, 16, 3, 8, 3), (1, 9, 5, 7, 5), (4, 8, 8, 4, 1)])
 def test_conv2d_forward_flops_match_analytic_and_profiler(batch, size, cin, cout, k):
     graph = conv_graph(batch, size, cin, cout, k)
     expected = 2 * size * size * cin * cout * k * k * batch

@@ -17,26 +17,7 @@ from PIL import Image
 from mlc_keras.data import align, london
 from mlc_keras.data.manifest import ManifestError, read_manifest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def london_dir():
-    """The London Set folder, or skip with a visible reason."""
-    path = os.environ.get("MLC_LONDON_DIR") or os.path.join(REPO_ROOT, "..", "shared", "data", "london")
-    path = os.path.abspath(path)
-    if not os.path.isdir(os.path.join(path, "neutral_front")):
-        pytest.skip(f"London set not found at {path}; set MLC_LONDON_DIR")
-    return path
-
-
-@pytest.fixture(scope="module")
-def aligner():
-    pytest.importorskip("dlib", reason="dlib not importable: pip install dlib-bin face_recognition_models")
-    try:
-        align._predictor_path(68)
-    except align.MissingDependencyError as e:
-        pytest.skip(str(e))
-    return align.get_default_aligner()
+from conftest import london_dir  # the aligner fixture is in conftest too
 
 
 def _subjects(root, n):

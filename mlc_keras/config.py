@@ -68,6 +68,8 @@ _SPEC = (
                                "StarGAN), input_and_decoder (also tiled before each decoder "
                                "block), film (tiled input + FiLM scale/shift after every "
                                "residual and decoder block). (ours: film)"),
+    ("g_output", "attention", "G's image heads: direct (tanh) or attention (GANimation: mask * "
+                              "input + (1 - mask) * colour at every level). (peer: GANimation)"),
     ("d_channels", 64, "Discriminator and critic width. (peer: pix2pix 64)"),
     ("d_downsamples", 3, "PatchGAN stride-2 layers of the main discriminator. (peer: pix2pix 70x70)"),
     ("d_condition", "both", "What D and the photo critics see besides the image: none, source, "
@@ -195,7 +197,7 @@ def validate(config):
     from mlc_keras.expressions import UnknownExpressionError, canonical_expression
     from mlc_keras.losses import GAN_LOSSES
     from mlc_keras.models.critics import D_CONDITIONS
-    from mlc_keras.models.generator import CONDITIONINGS, decoder_levels
+    from mlc_keras.models.generator import CONDITIONINGS, OUTPUTS, decoder_levels
     from mlc_keras.models.layers import NORMS
 
     c = config
@@ -215,6 +217,7 @@ def validate(config):
     choice("gan_loss", GAN_LOSSES)
     choice("g_norm", NORMS)
     choice("g_conditioning", CONDITIONINGS)
+    choice("g_output", OUTPUTS)
     choice("d_condition", D_CONDITIONS)
     choice("optimizer", ("adam", "sgd"))
     positive("train_steps", "batch_size", "checkpoint_every", "keep_checkpoints", "summary_every",

@@ -20,8 +20,8 @@ def counts(gan):
 
 
 @pytest.mark.parametrize("overrides,expected", [
-    (TINY, (50153, 12306, [1754, 3906], [2010, 2010], [728, 728])),
-    ({}, (8618761, 671874, [145922, 145922], [73410, 73410], [34496, 34496])),
+    (TINY, (51516, 12306, [1754, 3906], [2010, 2010], [728, 728])),
+    ({}, (8629644, 671874, [145922, 145922], [73410, 73410], [34496, 34496])),
 ])
 def test_parameter_counts_are_pinned(overrides, expected):
     assert counts(build_gan(make_config(**overrides))) == expected
@@ -105,7 +105,23 @@ def test_downsample_is_area_average():
 
 def test_generator_config_round_trip():
     g = Generator(32, num_classes=3, base_channels=4, res_blocks=2, skips=False,
-                  conditioning="input_and_decoder")
+                  conditioning="input_and_decoder", output="direct")
     clone = Generator.from_config(g.get_config())
     assert clone.get_config() == g.get_config()
-    assert clone.skips is False and clone.res_blocks == 2
+    assert clone.skips is False and clone.res_blocks == 2 and clone.output_kind == "direct"
+
+
+def test_attention_heads_blend_the_input_at_every_level():
+    g = Generator(32, num_classes=3, base_channels=4, res_blocks=1, output="attention")
+    x = tf.random.uniform((2, 32, 32, 3), -1, 1)
+    c = tf.one_hot([0, 2], 3)
+    g((x, c))
+    for head in g.heads:  # mask saturated at 1: every level is the input itself
+        kernel, bias = head.get_weights()
+        head.set_weights([np.zeros_like(kernel), np.array([0, 0, 0, 30.0], np.float32)])
+    for level, out in zip(g.levels, g((x, c))):
+        np.testing.assert_allclose(out, downsample_images(x, level), atol=1e-5)
+    for head in g.heads:  # mask at 0: the colour map tanh(0) = 0 everywhere
+        kernel, _ = head.get_weights()
+        head.set_weights([np.zeros_like(kernel), np.array([0, 0, 0, -30.0], np.float32)])
+    assert all(float(tf.reduce_max(tf.abs(o))) < 1e-5 for o in g((x, c)))

@@ -23,7 +23,11 @@ setup(
         # face detection + alignment for real photos (London importer, own photos);
         # dlib-bin is a prebuilt wheel: plain `dlib` compiles for 20+ minutes.
         "align": ["dlib-bin>=19.24", "face_recognition_models>=0.3"],
-        "test": ["pytest>=7", "dlib-bin>=19.24", "face_recognition_models>=0.3"],
+        # TF Serving clients (REST + gRPC) and warm-up records; it requires the
+        # full `tensorflow` wheel (see serving/README.md for tensorflow-cpu).
+        "serving": ["tensorflow-serving-api>=2.21,<2.22", "requests>=2.28"],
+        "test": ["pytest>=7", "dlib-bin>=19.24", "face_recognition_models>=0.3",
+                 "tensorflow-serving-api>=2.21,<2.22", "requests>=2.28"],
     },
     license="Apache-2.0",
 )

@@ -9,4 +9,17 @@ from mlc_keras.expressions import EXPRESSIONS
 
 __version__ = "0.1.0"
 
-__all__ = ["EXPRESSIONS", "__version__"]
+__all__ = ["EXPRESSIONS", "__version__", "load_generator"]
+
+
+def load_generator(path):
+    """The trained generator as a Keras model, from a ``.keras`` file, an
+    export folder or a training workdir::
+
+        import mlc_keras
+        model = mlc_keras.load_generator("exports/mlc-1.keras")
+        images = model.predict([faces, one_hot_expressions])[0]
+    """
+    from mlc_keras.export import load_generator as _load
+
+    return _load(path)

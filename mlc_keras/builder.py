@@ -12,7 +12,8 @@ def build_generator(config):
         resolution=config.resolution, num_classes=len(config.expressions),
         base_channels=config.g_channels, downsamples=config.g_downsamples,
         res_blocks=config.g_res_blocks, norm=config.g_norm, skips=config.g_skips,
-        conditioning=config.g_conditioning, output=config.g_output, name="generator")
+        conditioning=config.g_conditioning, output=config.g_output,
+        expressions=config.expressions, name="generator")
 
 
 def build_critics(config):

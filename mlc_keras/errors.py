@@ -19,7 +19,8 @@ def user_error_types():
         pass
     for module, name in (("mlc_keras.training", "TrainingDiverged"),
                          ("mlc_keras.training", "WorkdirError"),
-                         ("mlc_keras.data.align", "ImageError")):
+                         ("mlc_keras.data.align", "ImageError"),
+                         ("mlc_keras.export", "ExportError")):
         try:
             types.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):

@@ -123,6 +123,20 @@ def _check_workdir(config):
     atomic_write_text(options, config_lib.to_json(config) + "\n")
 
 
+def checkpoint_key(prefix, variable):
+    """The name a variable is saved under: stable across processes for the
+    same options (Keras paths follow the layer names we give)."""
+    return f"{prefix}/{variable.path}".replace("/", ".")
+
+
+def restore_generator(generator, checkpoint_path):
+    """Restores only the generator's weights from a training checkpoint."""
+    named = {checkpoint_key("net", v): v for v in generator.weights}
+    tf.train.Checkpoint(**named).restore(checkpoint_path).expect_partial() \
+        .assert_existing_objects_matched()
+    return generator
+
+
 def checkpoint_variables(gan):
     """{stable name: variable} for every network weight (trainable or not,
     e.g. spectral-norm estimates), every optimizer slot and iteration counter
@@ -137,7 +151,7 @@ def checkpoint_variables(gan):
 
     def add(prefix, variables):
         for v in variables:
-            key = f"{prefix}/{v.path}".replace("/", ".")
+            key = checkpoint_key(prefix, v)
             if key in named and named[key] is not v:
                 raise RuntimeError(f"two variables share the checkpoint name {key!r}")
             named[key] = v

@@ -67,7 +67,7 @@ class Generator(keras.Model):
 
     def __init__(self, resolution=128, num_classes=7, base_channels=64, downsamples=2,
                  res_blocks=6, norm="instance", skips=True, conditioning="film",
-                 output="attention", max_channels=512, **kwargs):
+                 output="attention", max_channels=512, expressions=None, **kwargs):
         super().__init__(**kwargs)
         validate_generator_shape(resolution, downsamples)
         if conditioning not in CONDITIONINGS:
@@ -83,6 +83,10 @@ class Generator(keras.Model):
         self.skips = skips
         self.conditioning = conditioning
         self.output_kind = output
+        # Class names in id order (metadata for users of a saved model).
+        self.expressions = tuple(expressions) if expressions else None
+        if self.expressions and len(self.expressions) != num_classes:
+            raise ValueError(f"expressions {self.expressions}: expected {num_classes} names")
         self.max_channels = max_channels
         self.levels = decoder_levels(resolution, downsamples)
 
@@ -154,7 +158,8 @@ class Generator(keras.Model):
                    base_channels=self.base_channels, downsamples=self.downsamples,
                    res_blocks=self.res_blocks, norm=self.norm, skips=self.skips,
                    conditioning=self.conditioning, output=self.output_kind,
-                   max_channels=self.max_channels)
+                   max_channels=self.max_channels,
+                   expressions=list(self.expressions) if self.expressions else None)
         return cfg
 
     def build_for_inputs(self, batch_size=1):

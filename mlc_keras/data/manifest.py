@@ -1,0 +1,87 @@
+"""The manifest CSV: the one canonical description of a face data set.
+
+Columns: ``path`` (relative to the manifest's folder, or absolute),
+``subject`` (identity id, any string), ``expression`` (any name that
+``expressions.canonical_expression`` knows), and optional ``split``
+(``train`` / ``test``; empty = decided by the seeded subject split).
+"""
+
+import csv
+import dataclasses
+import os
+import tempfile
+
+from mlc_keras.expressions import canonical_expression
+
+COLUMNS = ("path", "subject", "expression", "split")
+SPLITS = ("train", "test", "")
+
+
+class ManifestError(ValueError):
+    """The manifest or the data it names is unusable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    path: str  # absolute path of the image
+    subject: str
+    expression: str  # canonical name
+    split: str = ""
+
+
+def write_manifest(path, records):
+    """Writes ``records`` atomically (temp file + rename); paths are stored
+    relative to the manifest's folder when they lie under it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(COLUMNS)
+            for r in records:
+                p = os.path.abspath(r.path)
+                rel = os.path.relpath(p, folder)
+                writer.writerow([p if rel.startswith("..") else rel, r.subject, r.expression, r.split])
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_manifest(path, check_files=True):
+    """Reads and validates a manifest; returns a list of ``Record``.
+
+    Raises ManifestError naming the file, the row and what is wrong.
+    """
+    if not os.path.isfile(path):
+        raise ManifestError(f"manifest {path!r} does not exist")
+    folder = os.path.dirname(os.path.abspath(path))
+    records = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS[:3] if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(
+                f"manifest {path!r}: missing column(s) {', '.join(missing)}; "
+                f"expected header {','.join(COLUMNS)} (split optional)"
+            )
+        for line, row in enumerate(reader, start=2):
+            where = f"manifest {path!r} line {line}"
+            rel = (row.get("path") or "").strip()
+            subject = (row.get("subject") or "").strip()
+            if not rel or not subject:
+                raise ManifestError(f"{where}: empty path or subject")
+            expression = canonical_expression(row.get("expression", ""), source=where)
+            split = (row.get("split") or "").strip().lower()
+            if split not in SPLITS:
+                raise ManifestError(f"{where}: split {split!r} must be train, test or empty")
+            full = rel if os.path.isabs(rel) else os.path.join(folder, rel)
+            if check_files and not os.path.isfile(full):
+                raise ManifestError(f"{where}: image {full!r} does not exist")
+            records.append(Record(full, subject, expression, split))
+    if not records:
+        raise ManifestError(f"manifest {path!r} lists no images")
+    return records

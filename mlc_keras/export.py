@@ -317,5 +317,9 @@ def _define_flags():
 if __name__ == "__main__":
     from absl import app
 
-    _define_flags()
-    app.run(main)
+    # Run the canonical module, so that its ExportError is the class that
+    # errors.exit_on_user_error recognises (not a copy in __main__).
+    from mlc_keras import export as _export
+
+    _export._define_flags()
+    app.run(_export.main)

@@ -133,3 +133,30 @@ def test_corrupt_image_is_named_before_training(tmp_path):
     proc = run_cli(f"--workdir={tmp_path}/run", "--dataset=manifest", f"--data_dir={tmp_path}")
     assert proc.returncode == 2 and "b_happy.png" in proc.stderr and "Traceback" not in proc.stderr
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_trained_run_exports_and_reloads(uninterrupted, tmp_path):
+    from mlc_keras import load_generator
+
+    result, tmp = uninterrupted
+    workdir = str(tmp / "run")
+    proc = subprocess.run([sys.executable, "-m", "mlc_keras.export", f"--workdir={workdir}",
+                           f"--output={tmp_path}"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert os.path.isfile(tmp_path / "mlc" / "1" / "saved_model.pb")
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    onehot = np.eye(7, dtype=np.float32)[[4, 6]]
+    live = result["gan"].generator((x, onehot))[0].numpy()
+    for source in (str(tmp_path / "mlc-1.keras"), workdir):
+        np.testing.assert_allclose(load_generator(source)((x, onehot))[0].numpy(), live, atol=1e-5)
+    loaded = tf.saved_model.load(str(tmp_path / "mlc" / "1"))
+    out = loaded.signatures["serving_default"](images=tf.constant(x),
+                                               expressions=tf.constant([4, 6], tf.int32))
+    np.testing.assert_allclose(out["images"].numpy(), live, atol=1e-5)
+    again = subprocess.run([sys.executable, "-m", "mlc_keras.export", f"--workdir={workdir}",
+                            f"--output={tmp_path}", "--version=1"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert "Traceback" not in again.stderr

@@ -178,7 +178,7 @@ def restore_latest(checkpoint, manager):
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
             return path
-        except (tf.errors.OpError, AssertionError, ValueError) as e:
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError, OSError) as e:
             log.warning("checkpoint %s could not be restored (%s); trying an older one", path,
                         str(e).splitlines()[0])
     return None

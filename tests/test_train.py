@@ -160,3 +160,22 @@ def test_trained_run_exports_and_reloads(uninterrupted, tmp_path):
                            env={**os.environ, "PYTHONPATH": REPO_ROOT})
     assert again.returncode == 2 and "already exists" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(uninterrupted, tmp_path):
+    import shutil
+
+    from mlc_keras.builder import build_gan
+    from mlc_keras.training import make_checkpoint, restore_latest
+
+    _, tmp = uninterrupted
+    run = tmp_path / "run"
+    shutil.copytree(tmp / "run", run)
+    data = run / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # killed mid-write
+    gan = build_gan(make_config(**tiny_overrides(tmp_path)))
+    manager = tf.train.CheckpointManager(make_checkpoint(gan), str(run / "checkpoints"),
+                                         max_to_keep=3)
+    restored = restore_latest(make_checkpoint(gan), manager)
+    assert restored.endswith("ckpt-2")
+    assert int(gan.g_optimizer.iterations.numpy()) == 2

@@ -128,6 +128,18 @@ def test_decode_resizes_and_crops_square(tmp_path):
     assert out.shape == (1, 8, 8, 3) and out.min() == 200
 
 
+def test_tiff_and_extensionless_gif_decode_like_pil(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "KA.HA1.29.tiff")  # JAFFE naming
+    Image.fromarray(pixels).save(tmp_path / "subject01.happy", format="GIF")  # Yale naming
+    gif = np.asarray(Image.open(tmp_path / "subject01.happy").convert("RGB"))
+    out = pipeline.decode_images([str(tmp_path / "KA.HA1.29.tiff"),
+                                  str(tmp_path / "subject01.happy")], 8)
+    np.testing.assert_array_equal(out[0], pixels)
+    np.testing.assert_array_equal(out[1], gif)
+
+
 def test_corrupt_image_is_named_or_skipped(tmp_path):
     good = tmp_path / "good.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(good)

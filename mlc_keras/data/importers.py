@@ -59,7 +59,6 @@ MANIFEST_NAME = "manifest.csv"
 SUMMARY_NAME = "import.json"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm")
 # tf.io.decode_image (pipeline.decode_image_bytes) reads JPEG/PNG/GIF/BMP only.
-_TF_UNDECODABLE = (".tif", ".tiff", ".ppm", ".pgm")
 
 
 @dataclasses.dataclass
@@ -133,14 +132,6 @@ def _lookup(code, table, label, path):
             f"{label}: {path!r} has unknown expression code {code!r}; known codes: {known}"
         )
     return table[key]
-
-
-def _tiff_warning(records, label):
-    n = sum(1 for r in records if r.path.lower().endswith(_TF_UNDECODABLE))
-    if not n:
-        return []
-    return [f"{label}: {n} image(s) are TIFF/PNM, which tf.io.decode_image (the training "
-            "pipeline) cannot decode; convert them to PNG before training"]
 
 
 # ----------------------------------------------------------------- RaFD
@@ -301,8 +292,8 @@ def scan_jaffe(data_dir):
 
     Layout: ``KA.AN1.39.tiff`` = initials . code + repetition index . image
     number; codes AN DI FE HA NE SA SU (all seven are ours). subject = the
-    initials in upper case. The images are TIFF, which the TF pipeline cannot
-    decode: the summary warns; convert them to PNG before training.
+    initials in upper case. The images are TIFF; the training pipeline decodes
+    them through PIL.
     """
     label = "JAFFE"
     root = _root(data_dir, label, JAFFE_HELP)
@@ -317,7 +308,7 @@ def scan_jaffe(data_dir):
         records.append(Record(path, subject, _lookup(code, JAFFE_EXPRESSIONS, label, path), ""))
     if not records:
         raise _no_match(label, root, JAFFE_HELP, seen)
-    return ScanResult("jaffe", root, records, skipped, _tiff_warning(records, label))
+    return ScanResult("jaffe", root, records, skipped, [])
 
 
 # ----------------------------------------------------------------- CK+
@@ -718,7 +709,7 @@ def scan_folders(data_dir, subject_regex=r"^([^_]+)_", extras=FOLDERS_EXTRAS):
     if not seen:
         raise ManifestError(f"{label} folder {root!r} holds no <expression>/ sub-folder with images; "
                             f"{FOLDERS_HELP}")
-    return ScanResult("folders", root, records, skipped, _tiff_warning(records, label))
+    return ScanResult("folders", root, records, skipped, [])
 
 
 # ----------------------------------------------------------------- registry

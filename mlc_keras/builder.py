@@ -85,7 +85,8 @@ def build_gan(config, strategy=None):
                            config.d_condition, config.spectral_norm, name="discriminator"),
         build_critics(config),
         LossWeights(config.gan_loss, config.adv_weight, config.photo_weight,
-                    config.variation_weight, config.l1_weight, config.gp_weight),
+                    config.variation_weight, config.l1_weight, config.gp_weight,
+                    l1_all_levels=config.l1_levels == "all"),
         seed=config.seed,
     )
     gan.compile(

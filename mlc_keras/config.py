@@ -38,6 +38,9 @@ _SPEC = (
     ("sample_every", 500, "Write the held-out sample grid every N steps (0: only at the end)."),
     ("num_samples", 4, "Held-out inputs (rows) in the sample grid."),
     ("verbose", 1, "Console output: 1 progress bar, 2 one line per epoch, 0 quiet."),
+    ("model", "mlc", "mlc: the paper's multi-level critic GAN; pix2pix: the baseline (U-Net-style "
+                     "G, PatchGAN D, L1 on the final image, no critic networks; use "
+                     "configs/pix2pix.flags). StarGAN is not implemented yet."),
     # --- data
     ("dataset", "synthetic", "Data source: synthetic (embedded, procedural), london (Face Research "
                              "Lab London Set layout in --data_dir), manifest (CSV in --data_dir)."),
@@ -90,6 +93,8 @@ _SPEC = (
     ("photo_weight", 1.0, "Weight of each photo-realistic critic term in L_G."),
     ("variation_weight", 1.0, "Weight of each variation-realistic critic term in L_G."),
     ("l1_weight", 100.0, "Weight of the L1 loss to the real target at every level. (peer: pix2pix 100)"),
+    ("l1_levels", "all", "L1 to the target at every decoder level (all; ours) or on the final "
+                         "image only (final; pix2pix)."),
     ("gp_weight", 10.0, "Gradient-penalty weight with --gan_loss=wgan. (peer: StarGAN 10)"),
     # --- optimisation
     ("optimizer", "adam", "adam or sgd (sgd is for exact reduction tests)."),
@@ -211,6 +216,8 @@ def validate(config):
             if getattr(c, name) <= 0:
                 raise ConfigError(f"--{name}={getattr(c, name)}: must be positive")
 
+    choice("model", ("mlc", "pix2pix"))
+    choice("l1_levels", ("all", "final"))
     choice("dataset", DATASETS)
     choice("strategy", STRATEGIES)
     choice("feature_encoder", FEATURE_ENCODERS)
@@ -246,6 +253,9 @@ def validate(config):
             f"--critic_levels={','.join(map(str, c.critic_levels))}: the decoder at --resolution={r} "
             f"with --g_downsamples={c.g_downsamples} produces levels {','.join(map(str, levels))}; "
             f"{','.join(map(str, bad))} is not one of them")
+    if c.model == "pix2pix" and (c.critic_levels or c.l1_levels != "final"):
+        raise ConfigError("--model=pix2pix has no critic networks and L1 on the final image only: "
+                          "use --critic_levels= --l1_levels=final (configs/pix2pix.flags)")
     if c.critic_levels and not (c.photo_critic or c.variation_critic):
         raise ConfigError("--critic_levels is set but both --photo_critic and --variation_critic are off")
     if c.synthetic_resolution and c.synthetic_resolution < r:

@@ -36,6 +36,7 @@ class LossWeights:
     variation_weight: float = 1.0
     l1_weight: float = 100.0
     gp_weight: float = 10.0
+    l1_all_levels: bool = True  # False: L1 on the final image only (pix2pix)
 
 
 class LevelCritic:
@@ -168,11 +169,12 @@ class MLCGAN(keras.Model):
             values.update({"D/real": _average(d_real), "D/fake": _average(d_fake),
                            "G/adv": _average(g_adv)})
 
-            # L1 to the real target at every decoder level.
+            # L1 to the real target at every decoder level (or the final one).
             for level, fake in zip(self.levels, fakes):
                 l1 = losses.l1_loss(fake, downsample_images(target, level))
                 values[f"G/l1/{level}"] = _average(l1)
-                g_total = g_total + w.l1_weight * l1
+                if w.l1_all_levels or level == self.levels[0]:
+                    g_total = g_total + w.l1_weight * l1
 
             # Multi-level critic network.
             c_total = 0.0

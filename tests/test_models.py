@@ -125,3 +125,22 @@ def test_attention_heads_blend_the_input_at_every_level():
         kernel, _ = head.get_weights()
         head.set_weights([np.zeros_like(kernel), np.array([0, 0, 0, -30.0], np.float32)])
     assert all(float(tf.reduce_max(tf.abs(o))) < 1e-5 for o in g((x, c)))
+
+
+@pytest.mark.parametrize("l1_levels,lower_heads_move", [("all", True), ("final", False)])
+def test_l1_levels_decide_which_heads_learn(l1_levels, lower_heads_move):
+    overrides = dict(resolution=16, g_downsamples=1, g_channels=4, g_res_blocks=1, d_channels=4,
+                     critic_levels="", l1_levels=l1_levels, optimizer="sgd", g_lr=0.5,
+                     lr_decay_start=1.0)
+    if l1_levels == "final":
+        overrides.update(model="pix2pix", g_output="direct")
+    gan = build_gan(make_config(**overrides))
+    head = gan.generator.heads[-1]  # the 8 px level
+    before = [w.copy() for w in head.get_weights()]
+    rng = np.random.default_rng(0)
+    batch = {"source": rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32),
+             "target": rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32),
+             "target_label": np.array([1, 2], np.int32), "source_label": np.zeros(2, np.int32)}
+    gan.fit(tf.data.Dataset.from_tensors(batch), epochs=1, steps_per_epoch=1, verbose=0)
+    moved = any(not np.allclose(a, b) for a, b in zip(before, head.get_weights()))
+    assert moved == lower_heads_move

@@ -137,7 +137,7 @@ def _float_images(images):
 
 
 def train_classifier(images, labels, num_classes, arch="alexnet", epochs=30, seed=0, flip=True,
-                     width=None, batch_size=32, learning_rate=None):
+                     width=None, batch_size=16, learning_rate=None):
     """Trains a fresh classifier on REAL labelled images.
 
     Args:
@@ -160,7 +160,7 @@ def train_classifier(images, labels, num_classes, arch="alexnet", epochs=30, see
         raise ClassifierError(f"labels must lie in [0, {num_classes - 1}]")
     keras.utils.set_random_seed(int(seed))
     model = build_classifier(arch, num_classes, images.shape[1], width)
-    lr = learning_rate or (3e-4 if arch == "alexnet" else 2e-3)
+    lr = learning_rate or (1e-3 if arch == "alexnet" else 2e-3)
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
@@ -173,7 +173,7 @@ def train_classifier(images, labels, num_classes, arch="alexnet", epochs=30, see
             coins = tf.random.uniform([tf.shape(batch)[0], 1, 1, 1], seed=int(seed) + 1)
             return tf.where(coins < 0.5, tf.reverse(batch, [2]), batch), y
         ds = ds.map(maybe_flip)
-    history = model.fit(ds.prefetch(2), epochs=int(epochs), verbose=0)
+    history = model.fit(ds.prefetch(2), epochs=int(epochs), verbose=0, shuffle=False)
     model.train_accuracy = float(history.history["accuracy"][-1]) if epochs else float("nan")
     return model
 

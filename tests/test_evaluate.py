@@ -1,0 +1,173 @@
+"""Evaluation entry point: a tiny trained run is evaluated end to end; the
+expression classifier is cached and reused, and learns the synthetic
+expressions; user errors end with one clear line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, tiny_overrides
+from mlc_keras import classifier as clf_lib
+from mlc_keras.config import make_config
+from mlc_keras.evaluate import EvaluationError, evaluate_run
+from mlc_keras.metrics import FACE_FEATURES_NAME
+from mlc_keras.training import prepare_data, train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evalrun")
+    config = make_config(**tiny_overrides(tmp, train_steps=2, synthetic_subjects=12,
+                                          test_fraction=0.25))
+    train(config)
+    return tmp, config
+
+
+@pytest.fixture(scope="module")
+def evaluated(run):
+    tmp, _ = run
+    results = evaluate_run(str(tmp / "run"), classifier="small", classifier_epochs=1,
+                           kid_subsets=5)
+    return tmp, results
+
+
+def test_results_have_every_section_in_range(run, evaluated):
+    tmp, results = evaluated
+    out = tmp / "run" / "eval"
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["step"] == 2 and on_disk["checkpoint"].endswith("ckpt-2")
+    split = json.loads((tmp / "run" / "split.json").read_text())
+    assert json.loads((out / "split.json").read_text()) == {"train": split["train"],
+                                                           "test": split["test"]}
+    data = prepare_data(run[1])
+    test_expr = sorted({run[1].expressions[k] for k in data.test_pairs.labels[data.test_pairs.tgt]})
+    c = on_disk["classification"]
+    for part in ("real", "generated"):
+        assert 0.0 <= c[part]["overall"] <= 1.0
+        assert sorted(c[part]["per_expression"]) == test_expr
+        for entry in c[part]["per_expression"].values():
+            assert 0.0 <= entry["error"] <= 1.0 and entry["n"] > 0
+    sources = len(set(data.test_pairs.src.tolist()))
+    assert c["generated"]["n"] == sources * len(test_expr)
+    fid = on_disk["fidelity"]
+    assert fid["available"]
+    assert -1.0 <= fid["ssim"]["mean"] <= 1.0
+    assert 0.0 <= fid["l1"]["mean"] <= 2.0 and fid["psnr"]["mean"] > 0
+    for section in ("identity", "realism"):
+        assert on_disk[section]["features"] == FACE_FEATURES_NAME
+    if on_disk["identity"]["available"]:
+        ident = on_disk["identity"]
+        for key in ("generated_vs_source", "same_person", "different_people"):
+            assert ident[key]["mean"] >= 0 and ident[key]["n"] > 0
+        kid = on_disk["realism"]
+        assert kid["available"] and kid["kid_stderr"] >= 0 and kid["subsets"] == 5
+        assert "FID" in kid["fid_note"]
+    else:
+        assert "pip install" in on_disk["identity"]["install"]
+    md = (out / "results.md").read_text()
+    assert "| expression | real held-out error |" in md and "| **overall** |" in md
+    assert FACE_FEATURES_NAME in md
+    assert "London" not in md  # synthetic run: no attribution line
+
+
+def test_scalars_go_to_tensorboard(evaluated):
+    import tensorflow as tf
+
+    tmp, _ = evaluated
+    tags = set()
+    events = tmp / "run" / "events"
+    for name in os.listdir(events):
+        for event in tf.compat.v1.train.summary_iterator(str(events / name)):
+            for value in event.summary.value:
+                if value.tag.startswith("eval/"):
+                    tags.add((value.tag, event.step))
+    assert ("eval/classification/real/error", 2) in tags
+    assert ("eval/ssim", 2) in tags
+
+
+def test_classifier_cache_is_written_and_reused(run, evaluated, tmp_path):
+    tmp, first = evaluated
+    info = first["classification"]["classifier"]
+    path = info["path"]
+    assert os.path.isfile(path)
+    assert os.path.dirname(path) == str(tmp / "data")
+    name = os.path.basename(path)
+    assert name.startswith("classifier_synthetic-") and name.endswith("_small_32.keras")
+    mtime = os.path.getmtime(path)
+    second = evaluate_run(str(tmp / "run"), output=str(tmp_path / "again"), classifier="small",
+                          classifier_epochs=1, kid_subsets=2, write_tensorboard=False)
+    assert second["classification"]["classifier"]["cached"] is True
+    assert os.path.getmtime(path) == mtime
+    assert second["classification"]["real"] == first["classification"]["real"]
+    assert os.path.isfile(tmp_path / "again" / "results.md")
+    assert not [f for f in os.listdir(tmp / "data") if f.startswith(".tmp")]
+
+
+def test_classifier_beats_chance_on_held_out_real_faces(run):
+    _, config = run
+    data = prepare_data(config)
+    model = clf_lib.train_classifier(data.train_images, data.train_pairs.labels,
+                                     len(config.expressions), "small", epochs=25, seed=0)
+    test = data.test_pairs
+    predicted = clf_lib.predict_labels(model, data.test_images)
+    accuracy = float(np.mean(predicted == test.labels))
+    assert accuracy > 2.0 / len(config.expressions), accuracy  # chance is 1/7
+
+
+def test_alexnet_builds_and_round_trips(tmp_path):
+    import keras
+
+    model = clf_lib.build_classifier("alexnet", 7, 32)
+    assert len([l for l in model.features if isinstance(l, keras.layers.Conv2D)]) == 5
+    assert len([l for l in model.head if isinstance(l, keras.layers.Dense)]) == 3
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again(x).numpy(), model(x).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="expected one of"):
+        clf_lib.build_classifier("vgg", 7, 32)
+
+
+def test_missing_workdir_is_a_clear_error(tmp_path):
+    with pytest.raises(EvaluationError, match="no such folder"):
+        evaluate_run(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EvaluationError, match="no options.json"):
+        evaluate_run(str(tmp_path / "empty"))
+    proc = subprocess.run([sys.executable, "-m", "mlc_keras.evaluate",
+                           f"--workdir={tmp_path}/nope"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "no such folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_no_checkpoint_is_a_clear_error(run, tmp_path):
+    tmp, _ = run
+    import shutil
+
+    shutil.copy(tmp / "run" / "options.json", tmp_path / "options.json")
+    with pytest.raises(EvaluationError, match="no checkpoint"):
+        evaluate_run(str(tmp_path))
+
+
+def test_without_dlib_identity_and_kid_are_unavailable(run, evaluated, tmp_path, monkeypatch):
+    from mlc_keras import metrics
+    from mlc_keras.data.align import MissingDependencyError
+
+    def missing(self, images):
+        raise MissingDependencyError("dlib not importable: pip install dlib-bin")
+
+    monkeypatch.setattr(metrics.FaceEmbedder, "embed", missing)
+    tmp, _ = evaluated
+    results = evaluate_run(str(tmp / "run"), output=str(tmp_path), classifier="small",
+                           classifier_epochs=1, write_tensorboard=False)
+    for section in ("identity", "realism"):
+        assert results[section]["available"] is False
+        assert results[section]["install"] == "pip install dlib-bin face_recognition_models"
+    assert results["fidelity"]["available"]
+    md = (tmp_path / "results.md").read_text()
+    assert "unavailable" in md and FACE_FEATURES_NAME in md

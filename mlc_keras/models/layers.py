@@ -6,7 +6,8 @@ same statistics, the same output) and its SpectralNormalization is
 ``keras.layers.SpectralNormalization``. We use our own ``SNConv2D`` for
 spectral norm instead: Keras's wrapper overwrites the trainable kernel with
 W / sigma on every training call and builds an ``ops.cond`` per call, which
-made tracing our train step 4x slower (22 of 30 s at tiny sizes, measured);
+made tracing our train step about 2x slower (its conds took 22 of 30 s at tiny
+sizes, measured);
 ``SNConv2D`` divides by sigma inside the graph as in Miyato et al. (2018).
 """
 

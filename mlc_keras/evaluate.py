@@ -179,9 +179,13 @@ def _face_sections(gen_grid, grid_src, grid_subjects, pair_rows, real_images, te
     identity["generated_grid_vs_source"] = metrics.summarize(
         metrics.identity_distances(gen_emb, real_emb[np.asarray(grid_src)]))
     targets = sorted(set(tgt.tolist()))
+    # Subsets as large as the smaller set are all the same rows, and their
+    # spread (the reported standard error) would be 0: use at most half of it.
+    smaller = min(len(targets), int(gen_emb.shape[0]))
+    subset_size = min(kid_subset_size, max(2, smaller // 2)) if smaller >= 4 else kid_subset_size
     try:
         realism = metrics.kid(real_emb[targets], gen_emb, subsets=kid_subsets,
-                              subset_size=kid_subset_size, seed=seed)
+                              subset_size=subset_size, seed=seed)
         realism["available"] = True
     except ValueError as e:  # fewer than 2 images on a side
         realism = {"available": False, "reason": str(e)}

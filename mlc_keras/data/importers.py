@@ -37,7 +37,7 @@ import os
 import re
 
 from mlc_keras.expressions import EXPRESSIONS, UnknownExpressionError, canonical_expression
-from mlc_keras.data.manifest import ManifestError, Record, write_manifest
+from mlc_keras.data.manifest import ManifestError, Record, dataset_root, write_manifest
 
 __all__ = [
     "IMPORTERS",
@@ -93,15 +93,6 @@ class ScanResult:
 # ----------------------------------------------------------------- helpers
 
 
-def _root(data_dir, label, layout_help):
-    if not data_dir:
-        raise ManifestError(f"{label}: no folder given; {layout_help}")
-    root = os.path.abspath(os.fspath(data_dir))
-    if not os.path.exists(root):
-        raise ManifestError(f"{label} folder {root!r} does not exist; {layout_help}")
-    if not os.path.isdir(root):
-        raise ManifestError(f"{label} path {root!r} is not a folder; {layout_help}")
-    return root
 
 
 def _walk_files(root):
@@ -184,7 +175,7 @@ def scan_rafd(data_dir, angles=("090",), gazes=RAFD_GAZES):
     "contemptuous" counts only images of the kept views).
     """
     label = "RaFD"
-    root = _root(data_dir, label, RAFD_HELP)
+    root = dataset_root(data_dir, label, RAFD_HELP)
     angles = _norm_choice(angles, RAFD_ANGLES, "angles", label,
                           fmt=lambda v: f"{int(v):03d}" if str(v).strip().isdigit() else str(v))
     gazes = _norm_choice(gazes, RAFD_GAZES, "gazes", label)
@@ -246,7 +237,7 @@ def scan_kdef(data_dir, angles=("S",), sessions=("A", "B")):
         the path -- subject = gender + id, e.g. "F01").
     """
     label = "KDEF"
-    root = _root(data_dir, label, KDEF_HELP)
+    root = dataset_root(data_dir, label, KDEF_HELP)
     angles = {a.upper() for a in _norm_choice(angles, [a.lower() for a in KDEF_ANGLES],
                                               "angles", label)}
     sessions = {s.upper() for s in _norm_choice(sessions, ["a", "b"], "sessions", label)}
@@ -296,7 +287,7 @@ def scan_jaffe(data_dir):
     them through PIL.
     """
     label = "JAFFE"
-    root = _root(data_dir, label, JAFFE_HELP)
+    root = dataset_root(data_dir, label, JAFFE_HELP)
     records, skipped, seen = [], collections.Counter(), 0
     for folder, name in _walk_files(root):
         seen += 1
@@ -373,7 +364,7 @@ def scan_ckplus(data_dir, images_dir=None, labels_dir=None, neutral_frames=1, pe
     subject = "S005".
     """
     label = "CK+"
-    root = _root(data_dir, label, CKPLUS_HELP)
+    root = dataset_root(data_dir, label, CKPLUS_HELP)
     neutral_frames, peak_frames = int(neutral_frames), int(peak_frames)
     if neutral_frames < 0 or peak_frames < 1:
         raise ValueError(f"{label}: neutral_frames must be >= 0 and peak_frames >= 1")
@@ -496,7 +487,7 @@ def scan_cfee(data_dir, mapping=None):
         skipped. Use it if your copy numbers categories differently.
     """
     label = "CFEE"
-    root = _root(data_dir, label, CFEE_HELP)
+    root = dataset_root(data_dir, label, CFEE_HELP)
     table = _cfee_table(mapping)
     records, skipped, seen, matched = [], collections.Counter(), 0, 0
     for folder, name in _walk_files(root):
@@ -557,7 +548,7 @@ def scan_mmi(data_dir, sessions_csv=None):
     Only .jpg/.jpeg/.png/.bmp/.gif stills are listed (videos are not).
     """
     label = "MMI"
-    root = _root(data_dir, label, MMI_HELP)
+    root = dataset_root(data_dir, label, MMI_HELP)
     sessions_dir = root if os.path.basename(root).lower() == "sessions" else os.path.join(root, "Sessions")
     if not os.path.isdir(sessions_dir):
         raise ManifestError(f"{label} folder {root!r} lacks the sub-folder Sessions; {MMI_HELP}")
@@ -640,7 +631,7 @@ def scan_yale(data_dir):
     conditions are skipped and counted. subject = "subject01" (lower case).
     """
     label = "Yale"
-    root = _root(data_dir, label, YALE_HELP)
+    root = dataset_root(data_dir, label, YALE_HELP)
     records, skipped, seen, matched = [], collections.Counter(), 0, 0
     for folder, name in _walk_files(root):
         seen += 1
@@ -682,7 +673,7 @@ def scan_folders(data_dir, subject_regex=r"^([^_]+)_", extras=FOLDERS_EXTRAS):
       extras: expression folder names to skip.
     """
     label = "folders"
-    root = _root(data_dir, label, FOLDERS_HELP)
+    root = dataset_root(data_dir, label, FOLDERS_HELP)
     pattern = re.compile(subject_regex)
     extras = {e.lower() for e in extras}
     records, skipped, seen = [], collections.Counter(), 0

@@ -32,7 +32,8 @@ import numpy as np
 from PIL import Image
 
 from mlc_keras.data import align
-from mlc_keras.data.manifest import ManifestError, Record, read_manifest, write_manifest
+from mlc_keras.data.manifest import (ManifestError, Record, dataset_root, read_manifest,
+                                     write_manifest)
 
 __all__ = [
     "LAYOUT_HELP",
@@ -111,13 +112,7 @@ def scan_london(data_dir):
     Raises:
       ManifestError naming what is missing and what was expected.
     """
-    if not data_dir:
-        raise ManifestError(f"London set: no folder given; {LAYOUT_HELP}")
-    root = os.path.abspath(os.fspath(data_dir))
-    if not os.path.exists(root):
-        raise ManifestError(f"London set folder {root!r} does not exist; {LAYOUT_HELP}")
-    if not os.path.isdir(root):
-        raise ManifestError(f"London set path {root!r} is not a folder; {LAYOUT_HELP}")
+    root = dataset_root(data_dir, "London set", LAYOUT_HELP)
     if not [n for n in os.listdir(root) if not n.startswith(".")]:
         raise ManifestError(f"London set folder {root!r} is empty; {LAYOUT_HELP}")
     missing = [d for d in (NEUTRAL_DIR, SMILING_DIR) if not os.path.isdir(os.path.join(root, d))]

@@ -85,3 +85,16 @@ def read_manifest(path, check_files=True):
     if not records:
         raise ManifestError(f"manifest {path!r} lists no images")
     return records
+
+
+def dataset_root(data_dir, label, layout_help):
+    """The absolute folder of a published data set, or ManifestError saying
+    what is wrong (none given, missing, not a folder) and what was expected."""
+    if not data_dir:
+        raise ManifestError(f"{label}: no folder given; {layout_help}")
+    root = os.path.abspath(os.fspath(data_dir))
+    if not os.path.exists(root):
+        raise ManifestError(f"{label} folder {root!r} does not exist; {layout_help}")
+    if not os.path.isdir(root):
+        raise ManifestError(f"{label} path {root!r} is not a folder; {layout_help}")
+    return root

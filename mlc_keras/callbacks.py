@@ -2,7 +2,6 @@
 held-out sample grids. They read the global step from the generator
 optimizer's iteration counter, which the checkpoint restores."""
 
-import io
 import logging
 import math
 import os

@@ -24,7 +24,6 @@ them with ``summarize``.
 (``{"l1": l1, "psnr": psnr, "ssim": ssim}``).
 """
 
-import os
 import threading
 
 import numpy as np

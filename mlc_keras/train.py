@@ -6,7 +6,7 @@ flag is documented in mlc_keras/config.py (or: --helpfull).
 
 import sys
 
-from absl import app, flags
+from absl import app
 
 from mlc_keras import config as config_lib
 from mlc_keras.errors import exit_on_user_error

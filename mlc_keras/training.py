@@ -15,7 +15,6 @@ import logging
 import os
 import time
 
-import keras
 import tensorflow as tf
 
 from mlc_keras import config as config_lib

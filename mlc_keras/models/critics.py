@@ -12,7 +12,7 @@ face" and not only "a face": ``none``, ``source``, ``expression``, ``both``.
 """
 
 import keras
-from keras import layers, ops
+from keras import ops
 
 from mlc_keras.models.layers import ConvNormAct, tile_condition
 

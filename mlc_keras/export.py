@@ -207,9 +207,29 @@ def _warmup_requests(model_name, resolution, path):
     return True
 
 
+def version_numbers(model_dir, complete_only=False):
+    """Sorted version numbers under ``DIR/<name>/`` (numeric folder names, as
+    TF Serving reads them); ``complete_only`` keeps those with a saved_model.pb."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(v) for v in os.listdir(model_dir) if v.isdigit() and (
+        not complete_only or os.path.isfile(os.path.join(model_dir, v, "saved_model.pb"))))
+
+
+def newest_keras_file(folder):
+    """The ``<name>-<version>.keras`` file of the highest version in an export
+    root, or None."""
+    def version(name):
+        tail = name[:-len(".keras")].rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+
+    names = sorted((f for f in os.listdir(folder) if f.endswith(".keras")), key=version) \
+        if os.path.isdir(folder) else []
+    return os.path.join(folder, names[-1]) if names else None
+
+
 def next_version(model_dir):
-    versions = [int(v) for v in os.listdir(model_dir) if v.isdigit()] if os.path.isdir(model_dir) else []
-    return max(versions, default=0) + 1
+    return max(version_numbers(model_dir), default=0) + 1
 
 
 def export_generator(generator, config, output, model_name="mlc", version=None):
@@ -273,12 +293,9 @@ def load_generator(path):
         return keras.models.load_model(path)
     if os.path.isfile(os.path.join(path, "options.json")):
         return load_run_generator(path)[0]
-    candidates = sorted(
-        (f for f in os.listdir(path) if f.endswith(".keras")),
-        key=lambda f: int(f.rsplit("-", 1)[-1].split(".")[0]) if f.rsplit("-", 1)[-1].split(".")[0].isdigit() else -1,
-    ) if os.path.isdir(path) else []
-    if candidates:
-        return load_generator(os.path.join(path, candidates[-1]))
+    newest = newest_keras_file(path)
+    if newest:
+        return load_generator(newest)
     raise ExportError(f"{path}: not a .keras file, an export folder with one, or a training workdir")
 
 

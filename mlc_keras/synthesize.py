@@ -252,11 +252,6 @@ def _saved_model(path):
     return model
 
 
-def _keras_sort_key(name):
-    version = name.rsplit("-", 1)[-1].split(".")[0]
-    return int(version) if version.isdigit() else -1
-
-
 def _export_metadata_for(keras_path):
     """The export's metadata for ``<dir>/<name>-<version>.keras``: the json in
     ``<dir>/<name>/<version>/assets.extra/``, or None."""
@@ -285,11 +280,6 @@ def _load_keras_file(path):
     return _keras_model(generator, (meta or {}).get("options"), path, meta)
 
 
-def _saved_model_versions(path):
-    return sorted((int(v) for v in os.listdir(path)
-                   if v.isdigit() and os.path.isfile(os.path.join(path, v, "saved_model.pb"))))
-
-
 def load_model_for_synthesis(path):
     """A ``SynthesisModel`` from anything ``export.load_generator`` accepts
     (a ``.keras`` file, an export folder, a training workdir), a SavedModel
@@ -299,7 +289,8 @@ def load_model_for_synthesis(path):
     Raises:
       SynthesisError / export.ExportError / config.ConfigError naming the path.
     """
-    from mlc_keras.export import ExportError, load_run_generator
+    from mlc_keras.export import (ExportError, load_run_generator, newest_keras_file,
+                                  version_numbers)
 
     path = os.fspath(path)
     if not path:
@@ -316,10 +307,10 @@ def load_model_for_synthesis(path):
     if os.path.isfile(os.path.join(path, "options.json")):
         generator, config = load_run_generator(path)
         return _keras_model(generator, dataclasses.asdict(config), path)
-    keras_files = sorted((f for f in os.listdir(path) if f.endswith(".keras")), key=_keras_sort_key)
-    if keras_files:  # the export root: the .keras file of the newest version
-        return _load_keras_file(os.path.join(path, keras_files[-1]))
-    versions = _saved_model_versions(path)
+    newest = newest_keras_file(path)
+    if newest:  # the export root: the .keras file of the newest version
+        return _load_keras_file(newest)
+    versions = version_numbers(path, complete_only=True)
     if versions:
         return _saved_model(os.path.join(path, str(versions[-1])))
     raise ExportError(f"--model={path}: not a .keras file, an export folder, a SavedModel "

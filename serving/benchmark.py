@@ -51,7 +51,9 @@ def main(argv=None):
     from serving_double import FakeModelServer
 
     model_dir = os.path.join(args.export, args.model_name)
-    versions = sorted(int(v) for v in os.listdir(model_dir) if v.isdigit())
+    from mlc_keras.export import version_numbers
+
+    versions = version_numbers(model_dir, complete_only=True)
     if not versions:
         sys.exit(f"error: no version folder under {model_dir}")
     path = os.path.join(model_dir, str(versions[-1]))

@@ -152,9 +152,7 @@ def test_fid_note_and_uint8():
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    pytest.importorskip("dlib", reason="dlib not importable: pip install dlib-bin "
-                                       "face_recognition_models")
+def embedder(aligner):  # conftest's aligner fixture skips when dlib is absent
     from mlc_keras.data import align
 
     try:

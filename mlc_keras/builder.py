@@ -3,8 +3,8 @@ fields of the config; the networks themselves know nothing of flags)."""
 
 import keras
 
-from mlc_keras.gan import LevelCritic, LossWeights, MLCGAN
-from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator
+from mlc_keras.gan import LevelCritic, LossWeights, MLCGAN, StarGAN
+from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator, StarDiscriminator
 
 
 def build_generator(config):
@@ -77,18 +77,23 @@ def build_optimizer(config, lr, name):
 
 
 def build_gan(config, strategy=None):
-    """The compiled, fully built MLCGAN. Call inside ``strategy.scope()``."""
+    """The compiled, fully built MLCGAN (or StarGAN). Call inside ``strategy.scope()``."""
     keras.utils.set_random_seed(config.seed)
-    gan = MLCGAN(
-        build_generator(config),
-        PatchDiscriminator(config.resolution, config.d_channels, config.d_downsamples,
-                           config.d_condition, config.spectral_norm, name="discriminator"),
-        build_critics(config),
-        LossWeights(config.gan_loss, config.adv_weight, config.photo_weight,
-                    config.variation_weight, config.l1_weight, config.gp_weight,
-                    l1_all_levels=config.l1_levels == "all"),
-        seed=config.seed,
-    )
+    weights = LossWeights(config.gan_loss, config.adv_weight, config.photo_weight,
+                          config.variation_weight, config.l1_weight, config.gp_weight,
+                          l1_all_levels=config.l1_levels == "all",
+                          cls_weight=config.cls_weight, rec_weight=config.rec_weight)
+    if config.model == "stargan":
+        discriminator = StarDiscriminator(
+            len(config.expressions), config.resolution, config.d_channels, config.d_downsamples,
+            config.d_condition, config.spectral_norm, name="discriminator")
+        gan = StarGAN(build_generator(config), discriminator, weights, seed=config.seed)
+    else:
+        discriminator = PatchDiscriminator(
+            config.resolution, config.d_channels, config.d_downsamples, config.d_condition,
+            config.spectral_norm, name="discriminator")
+        gan = MLCGAN(build_generator(config), discriminator, build_critics(config), weights,
+                     seed=config.seed)
     gan.compile(
         g_optimizer=build_optimizer(config, config.g_lr, "g_optimizer"),
         d_optimizer=build_optimizer(config, config.d_lr, "d_optimizer"),

@@ -16,6 +16,7 @@ from mlc_keras.expressions import EXPRESSIONS
 DATASETS = ("synthetic", "london", "manifest")
 STRATEGIES = ("auto", "mirrored", "one_device")
 FEATURE_ENCODERS = ("trained", "shared", "frozen")
+MODELS = ("mlc", "pix2pix", "stargan")
 
 # (name, default, help)  -- the type of the default is the flag's type;
 # tuples of ints / strings are comma-separated list flags.
@@ -40,7 +41,9 @@ _SPEC = (
     ("verbose", 1, "Console output: 1 progress bar, 2 one line per epoch, 0 quiet."),
     ("model", "mlc", "mlc: the paper's multi-level critic GAN; pix2pix: the baseline (U-Net-style "
                      "G, PatchGAN D, L1 on the final image, no critic networks; use "
-                     "configs/pix2pix.flags). StarGAN is not implemented yet."),
+                     "configs/pix2pix.flags); stargan: the unpaired baseline (D with a domain "
+                     "classifier, cycle reconstruction, no paired target; use "
+                     "configs/stargan.flags)."),
     # --- data
     ("dataset", "synthetic", "Data source: synthetic (embedded, procedural), london (Face Research "
                              "Lab London Set layout in --data_dir), manifest (CSV in --data_dir)."),
@@ -95,6 +98,8 @@ _SPEC = (
     ("l1_weight", 100.0, "Weight of the L1 loss to the real target at every level. (peer: pix2pix 100)"),
     ("l1_levels", "all", "L1 to the target at every decoder level (all; ours) or on the final "
                          "image only (final; pix2pix)."),
+    ("cls_weight", 1.0, "--model=stargan: weight of the domain classification losses. (peer: StarGAN 1)"),
+    ("rec_weight", 10.0, "--model=stargan: weight of the cycle reconstruction L1. (peer: StarGAN 10)"),
     ("gp_weight", 10.0, "Gradient-penalty weight with --gan_loss=wgan. (peer: StarGAN 10)"),
     # --- optimisation
     ("optimizer", "adam", "adam or sgd (sgd is for exact reduction tests)."),
@@ -216,7 +221,7 @@ def validate(config):
             if getattr(c, name) <= 0:
                 raise ConfigError(f"--{name}={getattr(c, name)}: must be positive")
 
-    choice("model", ("mlc", "pix2pix"))
+    choice("model", MODELS)
     choice("l1_levels", ("all", "final"))
     choice("dataset", DATASETS)
     choice("strategy", STRATEGIES)
@@ -231,7 +236,8 @@ def validate(config):
              "g_channels", "d_channels", "feature_channels", "steps_per_execution",
              "synthetic_subjects", "import_resolution", "g_lr", "d_lr", "critic_lr")
     for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
-                 "adv_weight", "photo_weight", "variation_weight", "gp_weight"):
+                 "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
+                 "rec_weight"):
         if getattr(c, name) < 0:
             raise ConfigError(f"--{name}={getattr(c, name)}: must not be negative")
     if not 0.0 <= c.test_fraction < 1.0:
@@ -256,6 +262,9 @@ def validate(config):
     if c.model == "pix2pix" and (c.critic_levels or c.l1_levels != "final"):
         raise ConfigError("--model=pix2pix has no critic networks and L1 on the final image only: "
                           "use --critic_levels= --l1_levels=final (configs/pix2pix.flags)")
+    if c.model == "stargan" and (c.critic_levels or c.d_condition != "none"):
+        raise ConfigError("--model=stargan has no critic networks and its D classifies the expression "
+                          "itself: use --critic_levels= --d_condition=none (configs/stargan.flags)")
     if c.critic_levels and not (c.photo_critic or c.variation_critic):
         raise ConfigError("--critic_levels is set but both --photo_critic and --variation_critic are off")
     if c.synthetic_resolution and c.synthetic_resolution < r:

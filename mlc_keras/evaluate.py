@@ -456,7 +456,8 @@ def main(argv):
             results = evaluate_run(
                 f.workdir, f.output or None, classifier=f.classifier,
                 classifier_epochs=f.classifier_epochs,
-                classifier_width=f.classifier_width or None, kid_subsets=f.kid_subsets,
+                classifier_width=f.classifier_width or None,
+                classifier_cache=f.classifier_cache or None, kid_subsets=f.kid_subsets,
                 kid_subset_size=f.kid_subset_size, seed=f.seed)
     except (EvaluationError, ValueError) as e:
         # Our own user errors (and a bad --classifier) end with one line too.
@@ -482,6 +483,9 @@ def _define_flags():
                       "Expression classifier architecture.")
     flags.DEFINE_integer("classifier_epochs", 30, "Training epochs of the classifier.")
     flags.DEFINE_float("classifier_width", 0.0, "Classifier width multiplier (0: the default).")
+    flags.DEFINE_string("classifier_cache", "", "Folder of cached classifiers (default the run's "
+                        "data cache). Point runs on one data set and split at one folder to "
+                        "judge them all with the same classifier.")
     flags.DEFINE_integer("kid_subsets", 100, "KID: number of random subsets.")
     flags.DEFINE_integer("kid_subset_size", 1000, "KID: rows per subset (clipped to the data).")
     flags.DEFINE_integer("seed", 0, "Seed of the classifier training and the KID subsets.")

@@ -37,6 +37,8 @@ class LossWeights:
     l1_weight: float = 100.0
     gp_weight: float = 10.0
     l1_all_levels: bool = True  # False: L1 on the final image only (pix2pix)
+    cls_weight: float = 1.0  # StarGAN: domain classification
+    rec_weight: float = 10.0  # StarGAN: cycle reconstruction
 
 
 class LevelCritic:
@@ -234,6 +236,82 @@ class MLCGAN(keras.Model):
         # Each replica's value is its share of the global mean (scaled by the
         # global batch); times the replica count it is the replica's own mean,
         # and fit() averages the replicas' results.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for name, value in values.items():
+            self.trackers[name].update_state(value * replicas)
+        return {name: self.trackers[name].result() for name in self._tracker_names}
+
+
+class StarGAN(MLCGAN):
+    """The StarGAN baseline (Choi et al. 2018) on the same pipeline and loop.
+
+    No paired target reaches G: the target image is only a real example of
+    its expression for D. Per step, with c the target and c' the source
+    expression:
+      L_D = adv(D_src(x_t), D_src(G(x, c))) + cls_weight * CE(D_cls(x_t), c)
+            [+ gp_weight * GP with --gan_loss=wgan]
+      L_G = adv_weight * adv(D_src(G(x, c))) + cls_weight * CE(D_cls(G(x, c)), c)
+            + rec_weight * L1(G(G(x, c), c'), x)
+    ``discriminator`` must return (patch logits, class logits)
+    (models.StarDiscriminator). G and D are updated once each per step, like
+    every model here (StarGAN updates G every 5th D step).
+    """
+
+    def __init__(self, generator, discriminator, loss_weights=LossWeights(), seed=0, **kwargs):
+        super().__init__(generator, discriminator, (), loss_weights, seed=seed, **kwargs)
+
+    def _metric_names(self):
+        names = ["G/loss", "G/adv", "G/cls", "G/rec", "D/loss", "D/real", "D/fake", "D/cls",
+                 "D/accuracy"]
+        if self.loss_weights.gan_loss == "wgan":
+            names.append("D/gp")
+        return names
+
+    def train_step(self, data):
+        w = self.loss_weights
+        kind = w.gan_loss
+        source = tf.cast(data["source"], tf.float32)
+        target = tf.cast(data["target"], tf.float32)
+        target_label = tf.cast(data["target_label"], tf.int32)
+        target_code = tf.one_hot(target_label, self.num_classes)
+        source_code = tf.one_hot(tf.cast(data["source_label"], tf.int32), self.num_classes)
+        values = {}
+
+        with tf.GradientTape(persistent=True) as tape:
+            fake = self.generator((source, target_code), training=True)[0]
+            reconstructed = self.generator((fake, source_code), training=True)[0]
+            real_logits, real_classes = self.discriminator((target, None, None), training=True)
+            fake_logits, fake_classes = self.discriminator((fake, None, None), training=True)
+
+            d_total, d_real, d_fake = losses.discriminator_loss(real_logits, fake_logits, kind)
+            d_cls = losses.classification_loss(target_label, real_classes)
+            d_total = d_total + w.cls_weight * d_cls
+            if kind == "wgan":
+                gp = self._gp(lambda z: self.discriminator((z, None, None), training=True)[0],
+                              target, fake)
+                values["D/gp"] = _average(gp)
+                d_total = d_total + w.gp_weight * gp
+            correct = tf.cast(tf.equal(tf.argmax(real_classes, -1, output_type=tf.int32),
+                                       target_label), tf.float32)
+
+            g_adv = losses.generator_adversarial_loss(fake_logits, kind)
+            g_cls = losses.classification_loss(target_label, fake_classes)
+            g_rec = losses.l1_loss(reconstructed, source)
+            g_total = w.adv_weight * g_adv + w.cls_weight * g_cls + w.rec_weight * g_rec
+
+            d_loss = _average(d_total)
+            g_loss = _average(g_total)
+
+        g_vars = self.generator.trainable_variables
+        d_vars = self.discriminator.trainable_variables
+        self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+        self.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
+        del tape
+
+        values.update({
+            "G/loss": g_loss, "G/adv": _average(g_adv), "G/cls": _average(g_cls),
+            "G/rec": _average(g_rec), "D/loss": d_loss, "D/real": _average(d_real),
+            "D/fake": _average(d_fake), "D/cls": _average(d_cls), "D/accuracy": _average(correct)})
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for name, value in values.items():
             self.trackers[name].update_state(value * replicas)

@@ -121,3 +121,17 @@ def gradient_penalty(critic_fn, real, fake, epsilon):
     grads = tape.gradient(score, interpolated)
     norm = tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grads), [tf.shape(grads)[0], -1]), axis=1) + 1e-12)
     return tf.square(norm - 1.0)
+
+
+def classification_loss(labels, class_logits):
+    """Softmax cross-entropy of a domain classifier (StarGAN's L_cls).
+
+    Args:
+      labels: [B] int class ids.
+      class_logits: [B, N] unnormalised class scores.
+
+    Returns:
+      [B] per-example -log p(label).
+    """
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(class_logits, tf.float32))

@@ -107,6 +107,22 @@ def test_classifier_cache_is_written_and_reused(run, evaluated, tmp_path):
     assert not [f for f in os.listdir(tmp / "data") if f.startswith(".tmp")]
 
 
+def test_cli_shares_one_classifier_cache_across_runs(run, tmp_path):
+    tmp, _ = run
+    shared = tmp_path / "classifiers"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlc_keras.evaluate", f"--workdir={tmp}/run",
+         f"--output={tmp_path}/report", f"--classifier_cache={shared}", "--classifier=small",
+         "--classifier_epochs=1", "--kid_subsets=2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cached = [f for f in os.listdir(shared) if f.endswith("_small_32.keras")]
+    assert len(cached) == 1
+    report = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert report["classification"]["classifier"]["path"] == str(shared / cached[0])
+
+
 def test_classifier_beats_chance_on_held_out_real_faces(run):
     _, config = run
     data = prepare_data(config)

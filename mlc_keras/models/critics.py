@@ -61,7 +61,8 @@ class PatchDiscriminator(keras.Model):
         self.logits = ConvNormAct(1, 3, norm="none", activation=None,
                                   spectral_norm=spectral_norm, use_bias=True, name="logits")
 
-    def call(self, inputs, training=None):
+    def features(self, inputs, training=None):
+        """The shared trunk: conditioning concatenated, then the stride-2 blocks."""
         x, source, condition = inputs
         parts = [ops.cast(x, "float32")]
         if self.condition in ("source", "both"):
@@ -71,7 +72,10 @@ class PatchDiscriminator(keras.Model):
         h = ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
         for block in self.blocks:
             h = block(h, training=training)
-        return self.logits(h, training=training)
+        return h
+
+    def call(self, inputs, training=None):
+        return self.logits(self.features(inputs, training=training), training=training)
 
     def get_config(self):
         cfg = super().get_config()
@@ -110,4 +114,37 @@ class FeatureEncoder(keras.Model):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(channels=self.channels, spectral_norm=self.spectral_norm)
+        return cfg
+
+
+@keras.saving.register_keras_serializable(package="mlc_keras")
+class StarDiscriminator(PatchDiscriminator):
+    """StarGAN's discriminator: a PatchGAN real/fake map plus a domain
+    (expression) classifier on the same trunk.
+
+    call((inputs, source, condition)) -> (logits [B, h, w, 1], class_logits [B, N]).
+    The classifier is a dense layer on the flattened trunk output, which is
+    StarGAN's valid convolution whose kernel covers the whole map. StarGAN's D
+    sees no condition (``condition="none"``): it must tell the expression itself.
+    """
+
+    def __init__(self, num_classes=7, input_size=128, base_channels=64, downsamples=3,
+                 condition="none", spectral_norm=False, norm="none", max_channels=512, **kwargs):
+        super().__init__(input_size, base_channels, downsamples, condition, spectral_norm, norm,
+                         max_channels, **kwargs)
+        if num_classes < 2:
+            raise ValueError(f"num_classes={num_classes}: a domain classifier needs at least 2")
+        self.num_classes = num_classes
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.classes = keras.layers.Dense(
+            num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="classes")
+
+    def call(self, inputs, training=None):
+        h = self.features(inputs, training=training)
+        return self.logits(h, training=training), self.classes(self.flatten(h))
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(num_classes=self.num_classes)
         return cfg

@@ -1,0 +1,60 @@
+"""Markdown tables of evaluated runs for RESULTS.md.
+
+    python scripts/results_table.py synth_mlc synth_pix2pix ... [--runs_dir=runs]
+
+Reads RUNS_DIR/NAME/eval/results.json and RUNS_DIR/results_times.tsv (written
+by scripts/results.sh) and prints a summary table, then the per-expression
+classification error of generated faces.
+"""
+
+import argparse
+import json
+import os
+
+
+def load_times(path):
+    times = {}
+    if os.path.isfile(path):
+        for line in open(path):
+            name, _, *fields = line.rstrip("\n").split("\t")
+            times[name] = dict(f.split("=") for f in fields)  # the newest line wins
+    return times
+
+
+def pct(x):
+    return f"{100 * x:.1f}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("names", nargs="+")
+    parser.add_argument("--runs_dir", default="runs")
+    args = parser.parse_args()
+    times = load_times(os.path.join(args.runs_dir, "results_times.tsv"))
+    results = {n: json.load(open(os.path.join(args.runs_dir, n, "eval", "results.json")))
+               for n in args.names}
+    print("| run | steps | train wall | real err % | generated err % | identity gen-src "
+          "(same person / different) | KID x1e3 ± s.e. | SSIM | PSNR dB | L1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        c, i, k, f = r["classification"], r["identity"], r["realism"], r["fidelity"]
+        t = times.get(name, {})
+        wall = f"{int(t['train_s']) / 60:.1f} min" if "train_s" in t else "?"
+        ident = (f"{i['generated_vs_source']['mean']:.3f} ({i['same_person']['mean']:.3f} / "
+                 f"{i['different_people']['mean']:.3f})" if i.get("available") else "n/a")
+        kid = (f"{1e3 * k['kid']:.3f} ± {1e3 * k['kid_stderr']:.3f}" if k.get("available")
+               else "n/a")
+        print(f"| {name} | {r['step']} | {wall} | {pct(c['real']['overall'])} | "
+              f"{pct(c['generated']['overall'])} | {ident} | {kid} | "
+              f"{f['ssim']['mean']:.3f} | {f['psnr']['mean']:.2f} | {f['l1']['mean']:.4f} |")
+    expressions = next(iter(results.values()))["expressions"]
+    print()
+    print("| run | " + " | ".join(expressions) + " |")
+    print("|---|" + "---|" * len(expressions))
+    for name, r in results.items():
+        per = r["classification"]["generated"]["per_expression"]
+        print(f"| {name} | " + " | ".join(pct(per[e]["error"]) for e in expressions) + " |")
+
+
+if __name__ == "__main__":
+    main()

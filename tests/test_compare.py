@@ -1,0 +1,74 @@
+"""Side-by-side grids of several runs: layout, refusals, and London pictures
+kept out of git checkouts."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, tiny_overrides
+from mlc_keras.compare import CompareError, compare_runs
+from mlc_keras.config import make_config
+from mlc_keras.training import train
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compare")
+    common = dict(train_steps=1, checkpoint_every=1, num_samples=0, synthetic_subjects=8,
+                  test_fraction=0.25, data_cache=str(tmp / "data"))
+    train(make_config(**tiny_overrides(tmp, workdir=str(tmp / "a"), **common)))
+    train(make_config(**tiny_overrides(tmp, workdir=str(tmp / "b"), critic_levels="", **common)))
+    return tmp
+
+
+def test_grid_has_a_real_row_and_one_row_per_run(two_runs, tmp_path):
+    out = tmp_path / "grid.png"
+    grid, names = compare_runs([str(two_runs / "a"), str(two_runs / "b")], ["A", "B"],
+                               str(out), num_sources=2, gap=0)
+    assert names[:3] == [names[0].split(":")[0] + s for s in (": real", ": A", ": B")]
+    assert len(names) == 6 and grid.shape == (6 * 32, 8 * 32, 3)
+    # Every row starts with the same source face; a run row differs from the real row.
+    for k in (0, 3):
+        group = grid[k * 32:(k + 3) * 32]
+        np.testing.assert_array_equal(group[:32, :32], group[32:64, :32])
+        assert not np.array_equal(group[:32, 32:], group[32:64, 32:])
+    assert os.path.isfile(out) and "neutral" in (tmp_path / "grid.png.txt").read_text()
+
+
+def test_runs_on_other_data_are_refused(two_runs, tmp_path):
+    other = tmp_path / "c"
+    train(make_config(**tiny_overrides(tmp_path, workdir=str(other), train_steps=1,
+                                       checkpoint_every=1, num_samples=0, synthetic_subjects=9,
+                                       test_fraction=0.25)))
+    with pytest.raises(CompareError, match="synthetic_subjects differ"):
+        compare_runs([str(two_runs / "a"), str(other)], ["A", "C"], str(tmp_path / "x.png"))
+    with pytest.raises(CompareError, match="1 label"):
+        compare_runs([str(two_runs / "a"), str(other)], ["A"], str(tmp_path / "x.png"))
+
+
+def test_london_grids_are_refused_inside_a_git_checkout(two_runs, monkeypatch):
+    from mlc_keras import evaluate
+
+    real_load = evaluate._load
+
+    def as_london(workdir):
+        generator, config, checkpoint = real_load(workdir)
+        return generator, dataclasses.replace(config, dataset="london"), checkpoint
+
+    monkeypatch.setattr(evaluate, "_load", as_london)
+    with pytest.raises(CompareError, match="must not be committed"):
+        compare_runs([str(two_runs / "a")], ["A"], os.path.join(REPO_ROOT, "docs", "x.png"))
+    assert not os.path.exists(os.path.join(REPO_ROOT, "docs", "x.png"))
+
+
+def test_cli_reports_a_missing_run_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mlc_keras.compare",
+                           f"--workdirs={tmp_path}/nope", f"--output={tmp_path}/g.png"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert proc.returncode == 2 and "no such folder" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -25,6 +25,12 @@ def pct(x):
     return f"{100 * x:.1f}"
 
 
+def pct_se(block):
+    """Error in % with its binomial standard error over the n images."""
+    p, n = block["overall"], block["n"]
+    return f"{100 * p:.1f} ± {100 * (p * (1 - p) / max(n, 1)) ** 0.5:.1f} (n={n})"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("names", nargs="+")
@@ -33,7 +39,7 @@ def main():
     times = load_times(os.path.join(args.runs_dir, "results_times.tsv"))
     results = {n: json.load(open(os.path.join(args.runs_dir, n, "eval", "results.json")))
                for n in args.names}
-    print("| run | steps | train wall | real err % | generated err % | identity gen-src "
+    print("| run | steps | train wall | real err % ± s.e. | generated err % ± s.e. | identity gen-src "
           "(same person / different) | KID x1e3 ± s.e. | SSIM | PSNR dB | L1 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
@@ -44,8 +50,8 @@ def main():
                  f"{i['different_people']['mean']:.3f})" if i.get("available") else "n/a")
         kid = (f"{1e3 * k['kid']:.3f} ± {1e3 * k['kid_stderr']:.3f}" if k.get("available")
                else "n/a")
-        print(f"| {name} | {r['step']} | {wall} | {pct(c['real']['overall'])} | "
-              f"{pct(c['generated']['overall'])} | {ident} | {kid} | "
+        print(f"| {name} | {r['step']} | {wall} | {pct_se(c['real'])} | "
+              f"{pct_se(c['generated'])} | {ident} | {kid} | "
               f"{f['ssim']['mean']:.3f} | {f['psnr']['mean']:.2f} | {f['l1']['mean']:.4f} |")
     expressions = next(iter(results.values()))["expressions"]
     print()

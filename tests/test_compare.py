@@ -2,7 +2,9 @@
 kept out of git checkouts."""
 
 import dataclasses
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -40,10 +42,11 @@ def test_grid_has_a_real_row_and_one_row_per_run(two_runs, tmp_path):
 
 
 def test_runs_on_other_data_are_refused(two_runs, tmp_path):
-    other = tmp_path / "c"
-    train(make_config(**tiny_overrides(tmp_path, workdir=str(other), train_steps=1,
-                                       checkpoint_every=1, num_samples=0, synthetic_subjects=9,
-                                       test_fraction=0.25)))
+    other = tmp_path / "c"  # run a, as if trained on a larger synthetic set
+    shutil.copytree(two_runs / "a", other)
+    options = json.loads((other / "options.json").read_text())
+    options["synthetic_subjects"] = 9
+    (other / "options.json").write_text(json.dumps(options))
     with pytest.raises(CompareError, match="synthetic_subjects differ"):
         compare_runs([str(two_runs / "a"), str(other)], ["A", "C"], str(tmp_path / "x.png"))
     with pytest.raises(CompareError, match="1 label"):

@@ -160,7 +160,7 @@ def train_classifier(images, labels, num_classes, arch="alexnet", epochs=30, see
         raise ClassifierError(f"labels must lie in [0, {num_classes - 1}]")
     keras.utils.set_random_seed(int(seed))
     model = build_classifier(arch, num_classes, images.shape[1], width)
-    lr = learning_rate or (1e-3 if arch == "alexnet" else 2e-3)
+    lr = learning_rate or default_learning_rate(arch)
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
@@ -232,20 +232,26 @@ def _atomic_save(model, path, settings):
                 os.remove(p)
 
 
+def default_learning_rate(arch):
+    return 1e-3 if arch == "alexnet" else 2e-3
+
+
 def load_or_train_classifier(cache_dir, key, train_subjects, images, labels, num_classes,
-                             arch="alexnet", epochs=30, seed=0, flip=True, width=None):
+                             arch="alexnet", epochs=30, seed=0, flip=True, width=None,
+                             learning_rate=None):
     """The cached classifier for this data/split/arch/size, trained and saved
     when absent (or cached with other training settings).
 
     Returns (model, info): info = {"path", "cached": bool (reloaded, not
-    trained now), "arch", "epochs", "seed", "flip", "width", "train_images",
+    trained now), "arch", "epochs", "seed", "flip", "width", "learning_rate", "train_images",
     "train_accuracy"}.
     """
     resolution = int(np.asarray(images).shape[1])
     path = classifier_path(cache_dir, key, train_subjects, arch, resolution)
     settings = {"arch": arch, "epochs": int(epochs), "seed": int(seed), "flip": bool(flip),
                 "width": float(DEFAULT_WIDTH[arch] if width is None else width),
-                "num_classes": int(num_classes), "train_images": int(len(labels))}
+                "num_classes": int(num_classes), "train_images": int(len(labels)),
+                "learning_rate": float(learning_rate or default_learning_rate(arch))}
     meta_path = path[:-len(".keras")] + ".json"
     if os.path.isfile(path) and os.path.isfile(meta_path):
         try:
@@ -257,7 +263,8 @@ def load_or_train_classifier(cache_dir, key, train_subjects, images, labels, num
             log.info("cached classifier %s was trained with other settings; retraining", path)
         except (OSError, ValueError) as e:
             log.warning("cached classifier %s unreadable (%s); retraining", path, e)
-    model = train_classifier(images, labels, num_classes, arch, epochs, seed, flip, width)
+    model = train_classifier(images, labels, num_classes, arch, epochs, seed, flip, width,
+                             learning_rate=settings["learning_rate"])
     settings["train_accuracy"] = model.train_accuracy
     _atomic_save(model, path, settings)
     return model, {**settings, "path": path, "cached": False}

@@ -99,6 +99,26 @@ def classification_errors(predicted, labels, expressions):
     return {"overall": overall, "n": int(labels.size), "per_expression": per}
 
 
+def classifier_warning(predicted, labels, num_classes):
+    """A sentence when the classifier has not learned the expressions (one
+    class predicted for every real held-out image of several classes, or an
+    error at or above chance); None when it has."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    if labels.size == 0:
+        return None
+    chance = 1.0 - 1.0 / num_classes
+    error = float(np.mean(predicted != labels))
+    if len(set(labels.tolist())) > 1 and len(set(predicted.tolist())) == 1:
+        reason = "it predicts one class for every real held-out image"
+    elif error >= chance:
+        reason = f"its real held-out error {error:.3f} is at or above chance ({chance:.3f})"
+    else:
+        return None
+    return (f"the expression classifier did not learn ({reason}); its errors on generated faces "
+            "mean nothing. Train it longer or with a lower rate (--classifier_epochs, "
+            "--classifier_lr) or on more images.")
+
+
 # ----------------------------------------------------------------- data
 
 
@@ -235,8 +255,10 @@ def render_markdown(results):
     lines += ["## Expression classification error", "",
               f"Classifier `{clf['arch']}` trained on real images of the train subjects only "
               f"({clf['train_images']} images, {clf['epochs']} epochs; "
-              f"{'reloaded from cache' if clf['cached'] else 'trained now'}: `{clf['path']}`).", "",
-              "| expression | real held-out error | n | generated error | n |",
+              f"{'reloaded from cache' if clf['cached'] else 'trained now'}: `{clf['path']}`).", ""]
+    if clf.get("warning"):
+        lines += [f"**Warning: {clf['warning']}**", ""]
+    lines += ["| expression | real held-out error | n | generated error | n |",
               "|---|---|---|---|---|"]
     names = sorted(set(c["real"]["per_expression"]) | set(c["generated"]["per_expression"]),
                    key=lambda n: r["expressions"].index(n))
@@ -332,14 +354,14 @@ def _write_summaries(events_dir, step, scalars):
 
 def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=30,
                  classifier_width=None, classifier_cache=None, kid_subsets=100,
-                 kid_subset_size=1000, seed=0, write_tensorboard=True):
+                 kid_subset_size=1000, seed=0, write_tensorboard=True, classifier_lr=None):
     """Evaluates the run in ``workdir`` on its held-out subjects.
 
     Args:
       workdir: training run folder (options.json, split.json, checkpoints/).
       output: report folder (default ``workdir/eval``).
-      classifier: "alexnet" or "small"; classifier_epochs / classifier_width:
-        its training (see mlc_keras.classifier).
+      classifier: "alexnet" or "small"; classifier_epochs / classifier_width /
+        classifier_lr: its training (see mlc_keras.classifier).
       classifier_cache: where the classifier is cached (default the run's
         data cache: ``--data_cache`` or ``workdir/data``).
       kid_subsets, kid_subset_size: KID estimator settings.
@@ -365,7 +387,7 @@ def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=3
     model, clf_info = clf_lib.load_or_train_classifier(
         cache, clf_lib.dataset_key(config, manifest), data.train_subjects, data.train_images,
         data.train_pairs.labels, num_classes, arch=classifier, epochs=classifier_epochs,
-        seed=seed, flip=config.flip, width=classifier_width)
+        seed=seed, flip=config.flip, width=classifier_width, learning_rate=classifier_lr)
 
     test = data.test_pairs
     real = data.test_images
@@ -375,6 +397,8 @@ def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=3
     targets = np.array(sorted(set(test.tgt.tolist())), np.int32)
     real_pred = clf_lib.predict_labels(model, real_float[targets])
     real_cls = classification_errors(real_pred, test.labels[targets], expressions)
+    clf_info = {**clf_info, "warning": classifier_warning(real_pred, test.labels[targets],
+                                                          num_classes)}
 
     # (b) every source image x every target expression the test pairs contain.
     sources = np.array(sorted(set(test.src.tolist())), np.int32)
@@ -458,6 +482,7 @@ def main(argv):
                 classifier_epochs=f.classifier_epochs,
                 classifier_width=f.classifier_width or None,
                 classifier_cache=f.classifier_cache or None, kid_subsets=f.kid_subsets,
+                classifier_lr=f.classifier_lr or None,
                 kid_subset_size=f.kid_subset_size, seed=f.seed)
     except (EvaluationError, ValueError) as e:
         # Our own user errors (and a bad --classifier) end with one line too.
@@ -483,6 +508,8 @@ def _define_flags():
                       "Expression classifier architecture.")
     flags.DEFINE_integer("classifier_epochs", 30, "Training epochs of the classifier.")
     flags.DEFINE_float("classifier_width", 0.0, "Classifier width multiplier (0: the default).")
+    flags.DEFINE_float("classifier_lr", 0.0, "Classifier Adam learning rate (0: 1e-3 for alexnet, "
+                       "2e-3 for small). AlexNet on a few hundred images may need 3e-4.")
     flags.DEFINE_string("classifier_cache", "", "Folder of cached classifiers (default the run's "
                         "data cache). Point runs on one data set and split at one folder to "
                         "judge them all with the same classifier.")

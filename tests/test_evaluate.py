@@ -187,3 +187,25 @@ def test_without_dlib_identity_and_kid_are_unavailable(run, evaluated, tmp_path,
     assert results["fidelity"]["available"]
     md = (tmp_path / "results.md").read_text()
     assert "unavailable" in md and FACE_FEATURES_NAME in md
+
+
+@pytest.mark.parametrize("predicted,labels,expect", [
+    ([1, 1, 1, 1], [0, 1, 0, 1], "one class for every real"),
+    ([1, 0, 1, 0], [0, 1, 0, 1], "at or above chance"),
+    ([0, 1, 0, 0], [0, 1, 0, 1], None),
+])
+def test_a_classifier_that_did_not_learn_is_flagged(predicted, labels, expect):
+    from mlc_keras.evaluate import classifier_warning
+
+    warning = classifier_warning(predicted, labels, num_classes=2)
+    assert (warning is None) if expect is None else (expect in warning)
+
+
+def test_classifier_settings_are_part_of_the_cache(run, evaluated, tmp_path):
+    tmp, first = evaluated
+    assert first["classification"]["classifier"]["learning_rate"] == pytest.approx(2e-3)
+    again = evaluate_run(str(tmp / "run"), output=str(tmp_path / "lr"), classifier="small",
+                         classifier_epochs=1, classifier_lr=5e-4, kid_subsets=2,
+                         write_tensorboard=False)
+    info = again["classification"]["classifier"]
+    assert info["cached"] is False and info["learning_rate"] == pytest.approx(5e-4)

@@ -57,6 +57,16 @@ def _average(per_example):
     return tf.nn.compute_average_loss(per_example)
 
 
+def _apply(optimizer, tape, loss, variables):
+    """One optimizer update, leaving out variables the loss does not reach
+    (e.g. the lower image heads when only the final image is trained), which
+    Keras would otherwise warn about at every trace."""
+    grads = tape.gradient(loss, variables)
+    used = [(g, v) for g, v in zip(grads, variables) if g is not None]
+    if used:
+        optimizer.apply([g for g, _ in used], [v for _, v in used])
+
+
 class MLCGAN(keras.Model):
     """Generator + discriminator + multi-level critics with a custom train_step."""
 
@@ -223,11 +233,11 @@ class MLCGAN(keras.Model):
 
         g_vars = self.generator.trainable_variables
         d_vars = self.discriminator.trainable_variables
-        self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
-        self.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
+        _apply(self.g_optimizer, tape, g_loss, g_vars)
+        _apply(self.d_optimizer, tape, d_loss, d_vars)
         if c_loss is not None:
             c_vars = self.critic_variables
-            self.c_optimizer.apply(tape.gradient(c_loss, c_vars), c_vars)
+            _apply(self.c_optimizer, tape, c_loss, c_vars)
             values["critic/loss"] = c_loss
         del tape
 
@@ -304,8 +314,8 @@ class StarGAN(MLCGAN):
 
         g_vars = self.generator.trainable_variables
         d_vars = self.discriminator.trainable_variables
-        self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
-        self.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
+        _apply(self.g_optimizer, tape, g_loss, g_vars)
+        _apply(self.d_optimizer, tape, d_loss, d_vars)
         del tape
 
         values.update({

@@ -72,7 +72,13 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
 
 
 class ScalarSummaries(keras.callbacks.Callback):
-    """Writes every logged loss (hierarchical names) and the learning rates."""
+    """Writes every logged loss (hierarchical names) and the learning rates.
+
+    Keras's logs are running means since the start of ``fit`` (one epoch for
+    the whole run here), which flatten a curve more and more as training
+    goes on. Each scalar written is instead the mean over the steps since
+    the previous write: cumulative mean x count, differenced.
+    """
 
     def __init__(self, writer, every):
         super().__init__()
@@ -81,16 +87,20 @@ class ScalarSummaries(keras.callbacks.Callback):
         self.last = None
 
     def on_train_begin(self, logs=None):
-        self.last = global_step(self.model)
+        self.start = self.last = global_step(self.model)
+        self.sums = {}
 
     def on_train_batch_end(self, batch, logs=None):
         step = global_step(self.model)
         if step - self.last < self.every:
             return
+        count, window = step - self.start, step - self.last
         self.last = step
         with self.writer.as_default(step=step):
             for name, value in (logs or {}).items():
-                tf.summary.scalar(name, float(value))
+                total = float(value) * count
+                tf.summary.scalar(name, (total - self.sums.get(name, 0.0)) / window)
+                self.sums[name] = total
             for opt in (self.model.g_optimizer, self.model.d_optimizer, self.model.c_optimizer):
                 if opt is not None:
                     tf.summary.scalar(f"lr/{opt.name}", float(opt.learning_rate))

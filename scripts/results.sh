@@ -20,10 +20,10 @@ declare -A RUNS=(
   [london_mlc]="$LONDON"
   [london_pix2pix]="$LONDON --flagfile=configs/pix2pix.flags"
   [london_stargan]="$LONDON --flagfile=configs/stargan.flags"
-  [london_nocritic]="$LONDON --flagfile=configs/ablation_none.flags"
+  [london_pix2pix_film]="$LONDON --flagfile=configs/pix2pix.flags --g_conditioning=film"
 )
 ORDER=(london_mlc london_pix2pix london_stargan synth_pix2pix synth_stargan synth_crit16 synth_crit32
-       synth_nocritic synth_novariation synth_mlc london_nocritic)
+       synth_nocritic synth_novariation synth_mlc london_pix2pix_film)
 
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=("${ORDER[@]}")

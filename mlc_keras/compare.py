@@ -37,15 +37,11 @@ def _inside_git_checkout(path):
         folder = parent
 
 
-def _to_uint8(images):
-    return np.clip((np.asarray(images) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-
-
 def compare_runs(workdirs, labels, output, num_sources=3, gap=2):
     """Writes the comparison grid; returns (grid uint8 array, row names)."""
     from mlc_keras.data import pipeline
     from mlc_keras.evaluate import EvaluationError, _load
-    from mlc_keras.synthesize import make_grid
+    from mlc_keras.synthesize import make_grid, to_uint8
     from mlc_keras.callbacks import write_png_atomic
     from mlc_keras.training import prepare_data
 
@@ -87,13 +83,13 @@ def compare_runs(workdirs, labels, output, num_sources=3, gap=2):
         for i in range(len(pairs.src)):
             if pairs.subjects[int(pairs.tgt[i])] == subject:
                 real[int(pairs.labels[int(pairs.tgt[i])])] = np.asarray(images[int(pairs.tgt[i])])
-        rows.append([_to_uint8(source)] + real)
+        rows.append([to_uint8(source)] + real)
         names.append(f"{subject}: real")
         batch = np.repeat(source[None], num_classes, axis=0)
         codes = np.eye(num_classes, dtype=np.float32)
         for label, (generator, _, _) in zip(labels, runs):
             fake = generator((batch, codes), training=False)[0]
-            rows.append([_to_uint8(source)] + list(_to_uint8(fake)))
+            rows.append([to_uint8(source)] + list(to_uint8(fake)))
             names.append(f"{subject}: {label}")
     grid = make_grid(rows, gap=gap)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)

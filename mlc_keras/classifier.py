@@ -21,6 +21,7 @@ the training settings; a cached model whose settings differ from the request
 is retrained (and replaced atomically).
 """
 
+from mlc_keras.errors import UserError
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ ARCHITECTURES = ("alexnet", "small")
 DEFAULT_WIDTH = {"alexnet": 0.25, "small": 1.0}
 
 
-class ClassifierError(ValueError):
+class ClassifierError(UserError, ValueError):
     """An unknown architecture or unusable training data."""
 
 

@@ -14,6 +14,7 @@ the picture is refused inside a git checkout: derived images of real
 people stay out of repositories.
 """
 
+from mlc_keras.errors import UserError
 import dataclasses
 import os
 import sys
@@ -22,7 +23,7 @@ import numpy as np
 
 
 
-class CompareError(Exception):
+class CompareError(UserError):
     """Runs that cannot be compared, or a bad output path."""
 
 

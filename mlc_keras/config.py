@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 
+from mlc_keras.errors import UserError
 from mlc_keras.expressions import EXPRESSIONS
 
 DATASETS = ("synthetic", "london", "manifest")
@@ -140,19 +141,26 @@ RUN_CONTROL_FIELDS = frozenset({
 })
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A flag value is unusable; the message names the flag."""
 
 
-def define_flags(flag_values=None):
-    """Defines one absl flag per config field (idempotent)."""
+def define_spec(spec, flag_values=None):
+    """Defines one absl flag per ``(name, default, help[, choices])`` entry
+    (idempotent). The default's type picks the flag type; tuples are
+    comma-separated lists; a fourth element makes an enum. The one way every
+    command defines its flags (call it under ``if __name__ == "__main__"``,
+    since commands share names such as --model and --output)."""
     from absl import flags
 
     fv = flags.FLAGS if flag_values is None else flag_values
-    for name, default, help_text in _SPEC:
+    for entry in spec:
+        name, default, help_text = entry[:3]
         if name in fv:
             continue
-        if isinstance(default, bool):
+        if len(entry) > 3:
+            flags.DEFINE_enum(name, default, list(entry[3]), help_text, flag_values=fv)
+        elif isinstance(default, bool):
             flags.DEFINE_boolean(name, default, help_text, flag_values=fv)
         elif isinstance(default, int):
             flags.DEFINE_integer(name, default, help_text, flag_values=fv)
@@ -162,6 +170,11 @@ def define_flags(flag_values=None):
             flags.DEFINE_list(name, [str(v) for v in default], help_text, flag_values=fv)
         else:
             flags.DEFINE_string(name, default, help_text, flag_values=fv)
+
+
+def define_flags(flag_values=None):
+    """Defines the training flags: one per config field (idempotent)."""
+    define_spec(_SPEC, flag_values)
 
 
 def _coerce(name, value):

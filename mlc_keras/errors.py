@@ -1,39 +1,43 @@
-"""User errors end a command with one clear line, not a traceback."""
+"""One family of user errors, and ``run(main)``: a bad input ends a command
+with one line naming it and exit code 2, never a traceback.
+
+May import nothing from the package (every room imports it).
+"""
 
 import contextlib
 import sys
 
 
-def user_error_types():
-    """The exceptions that mean 'your input is wrong', not 'a bug'."""
-    from mlc_keras.config import ConfigError
-    from mlc_keras.data.manifest import ManifestError
-    from mlc_keras.expressions import UnknownExpressionError
+class UserError(Exception):
+    """The input is wrong, not the program: shown as one ``error: ...`` line.
 
-    types = [ConfigError, ManifestError, UnknownExpressionError]
-    try:
-        from mlc_keras.runtime import StrategyError
+    Every error a user can cause derives from this class (often together with
+    ``ValueError``, so library callers may catch either).
+    """
 
-        types.append(StrategyError)
-    except ImportError:
-        pass
-    for module, name in (("mlc_keras.training", "TrainingDiverged"),
-                         ("mlc_keras.training", "WorkdirError"),
-                         ("mlc_keras.data.align", "ImageError"),
-                         ("mlc_keras.export", "ExportError")):
-        try:
-            types.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(types)
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package (dlib, face_recognition_models, ...) is not installed."""
 
 
 @contextlib.contextmanager
 def exit_on_user_error():
+    """Turns a ``UserError`` raised inside the block into one line on stderr
+    and ``SystemExit(2)``; anything else propagates (a bug keeps its traceback)."""
     try:
         yield
-    except Exception as e:  # noqa: BLE001 - filtered just below
-        if isinstance(e, user_error_types()):
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            sys.exit(2)
-        raise
+    except UserError as e:
+        message = " ".join(str(e).split("\n"))
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def run(main):
+    """``absl.app.run(main)`` with user errors turned into one line + exit 2."""
+    from absl import app
+
+    def wrapped(argv):
+        with exit_on_user_error():
+            return main(argv)
+
+    app.run(wrapped)

@@ -30,6 +30,7 @@ Without dlib, identity and realism are reported as unavailable with the pip
 command to install it.
 """
 
+from mlc_keras.errors import UserError
 import dataclasses
 import json
 import logging
@@ -45,7 +46,7 @@ log = logging.getLogger("mlc_keras")
 PSNR_CAP_DB = 100.0
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """The workdir cannot be evaluated; the message says why."""
 
 

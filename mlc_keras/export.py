@@ -29,6 +29,7 @@ The version folder is written under a temporary name beside it and renamed
 into place only when complete, so a server never picks up half an export.
 """
 
+from mlc_keras.errors import UserError
 import json
 import os
 import shutil
@@ -41,7 +42,7 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "mlc_keras.json"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """The workdir or the output cannot be used; the message says why."""
 
 

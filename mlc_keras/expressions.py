@@ -5,6 +5,8 @@ The paper's seven classes are the default vocabulary. Ids are positions in
 ``canonical_expression`` so that an unknown name fails loudly, naming itself.
 """
 
+from mlc_keras.errors import UserError
+
 EXPRESSIONS = (
     "neutral",
     "angry",
@@ -49,7 +51,7 @@ _ALIASES = {
 }
 
 
-class UnknownExpressionError(ValueError):
+class UnknownExpressionError(UserError, ValueError):
     """A data set or a user named an expression outside the vocabulary."""
 
 

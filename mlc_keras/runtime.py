@@ -4,6 +4,7 @@
 it first.
 """
 
+from mlc_keras.errors import UserError
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ def split_cpu(num_devices):
         cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)])
 
 
-class StrategyError(ValueError):
+class StrategyError(UserError, ValueError):
     pass
 
 

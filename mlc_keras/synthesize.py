@@ -41,6 +41,7 @@ Library use::
     result.pasted("happy")              # the photo with the new face pasted in
 """
 
+from mlc_keras.errors import UserError
 import collections
 import dataclasses
 import json
@@ -76,7 +77,7 @@ GRID_BACKGROUND = 255
 METADATA_FILE = "mlc_keras.json"  # == mlc_keras.export.METADATA_FILE
 
 
-class SynthesisError(ValueError):
+class SynthesisError(UserError, ValueError):
     """A model, input or output path cannot be used; the message says why."""
 
 

@@ -9,6 +9,7 @@ Run folder (``config.workdir``):
   samples/          step_XXXXXXX.png sample grids (+ ATTRIBUTION.txt for London)
 """
 
+from mlc_keras.errors import UserError
 import dataclasses
 import json
 import logging
@@ -32,11 +33,11 @@ LONDON_ATTRIBUTION = (
     "https://doi.org/10.6084/m9.figshare.5047666.v5 (CC BY 4.0)")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """A loss became NaN or inf; the last good checkpoint is kept."""
 
 
-class WorkdirError(ValueError):
+class WorkdirError(UserError, ValueError):
     """The workdir holds a run that this config cannot continue."""
 
 

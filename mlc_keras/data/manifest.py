@@ -6,6 +6,7 @@ Columns: ``path`` (relative to the manifest's folder, or absolute),
 (``train`` / ``test``; empty = decided by the seeded subject split).
 """
 
+from mlc_keras.errors import UserError
 import csv
 import dataclasses
 import os
@@ -17,7 +18,7 @@ COLUMNS = ("path", "subject", "expression", "split")
 SPLITS = ("train", "test", "")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """The manifest or the data it names is unusable."""
 
 

@@ -546,8 +546,8 @@ def measure_matmul_gflops(n=2048, reps=10):
 def run_benchmark(config, warmup_steps=3, steps=10, matmul_size=2048, matmul_reps=10,
                   profiler_check=True, log=print):
     """Builds the configured GAN and measures it; returns the report dict."""
-    from mlc_keras.builder import build_gan
-    from mlc_keras.runtime import make_strategy, split_cpu
+    from mlc_keras.training.build import build_gan
+    from mlc_keras.training.runtime import make_strategy, split_cpu
 
     split_cpu(config.cpu_devices)
     strategy = make_strategy(config.strategy, config.batch_size)
@@ -672,7 +672,7 @@ def format_report(report):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from mlc_keras.runtime import atomic_write_text, configure_cpu
+    from mlc_keras.training.runtime import atomic_write_text, configure_cpu
 
     note = configure_cpu()  # before TensorFlow is imported
     fv = flags.FLAGS

@@ -43,8 +43,8 @@ def compare_runs(workdirs, labels, output, num_sources=3, gap=2):
     from mlc_keras.data import pipeline
     from mlc_keras.evaluate import EvaluationError, _load
     from mlc_keras.synthesize import make_grid, to_uint8
-    from mlc_keras.callbacks import write_png_atomic
-    from mlc_keras.training import prepare_data
+    from mlc_keras.training.callbacks import write_png_atomic
+    from mlc_keras.training.loop import prepare_data
 
     if not workdirs:
         raise CompareError("--workdirs: give at least one training run folder")
@@ -109,7 +109,7 @@ def main(argv):
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from mlc_keras.runtime import configure_cpu
+    from mlc_keras.training.runtime import configure_cpu
 
     configure_cpu()
     f = flags.FLAGS

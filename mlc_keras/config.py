@@ -218,7 +218,7 @@ def make_config(**overrides):
 def validate(config):
     """Checks every field; raises ConfigError naming the flag and the problem."""
     from mlc_keras.expressions import UnknownExpressionError, canonical_expression
-    from mlc_keras.losses import GAN_LOSSES
+    from mlc_keras.training.losses import GAN_LOSSES
     from mlc_keras.models.critics import D_CONDITIONS
     from mlc_keras.models.generator import CONDITIONINGS, OUTPUTS, decoder_levels
     from mlc_keras.models.layers import NORMS

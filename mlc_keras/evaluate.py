@@ -126,7 +126,8 @@ def classifier_warning(predicted, labels, num_classes):
 def _load(workdir):
     import tensorflow as tf
 
-    from mlc_keras.export import ExportError, load_run_generator
+    from mlc_keras.export import ExportError
+    from mlc_keras.training.checkpoints import load_run_generator
 
     if not workdir:
         raise EvaluationError("--workdir is required")
@@ -140,7 +141,7 @@ def _load(workdir):
         raise EvaluationError(f"--workdir={workdir}: no checkpoint yet; train first")
     try:
         generator, config = load_run_generator(workdir, checkpoint)
-    except ExportError as e:
+    except (ExportError, UserError) as e:
         raise EvaluationError(str(e)) from None
     # The run may have been moved: its data cache default follows the folder given.
     config = dataclasses.replace(config, workdir=os.path.abspath(workdir))
@@ -148,8 +149,8 @@ def _load(workdir):
 
 
 def _prepare(config, workdir):
-    from mlc_keras.runtime import read_json
-    from mlc_keras.training import manifest_for, prepare_data
+    from mlc_keras.training.runtime import read_json
+    from mlc_keras.training.loop import manifest_for, prepare_data
 
     data = prepare_data(config)
     split_file = os.path.join(workdir, "split.json")
@@ -374,7 +375,7 @@ def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=3
     """
     from mlc_keras import classifier as clf_lib
     from mlc_keras.data import pipeline
-    from mlc_keras.runtime import atomic_write_text
+    from mlc_keras.training.runtime import atomic_write_text
 
     generator, config, checkpoint = _load(workdir)
     step = _step_of(checkpoint)
@@ -469,7 +470,7 @@ def main(argv):
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from mlc_keras.runtime import configure_cpu
+    from mlc_keras.training.runtime import configure_cpu
 
     note = configure_cpu()  # before TensorFlow is imported
     f = flags.FLAGS

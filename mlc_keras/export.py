@@ -42,30 +42,11 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "mlc_keras.json"
 
 
+from mlc_keras.training.checkpoints import load_run_generator  # noqa: E402  (moved)
+
+
 class ExportError(UserError, ValueError):
     """The workdir or the output cannot be used; the message says why."""
-
-
-def load_run_generator(workdir, checkpoint=None):
-    """(generator, config) from a training run folder's options and newest
-    (or the given) checkpoint."""
-    import tensorflow as tf
-
-    from mlc_keras import config as config_lib
-    from mlc_keras.builder import build_generator
-    from mlc_keras.runtime import read_json
-    from mlc_keras.training import restore_generator
-
-    options = os.path.join(workdir, "options.json")
-    if not os.path.isfile(options):
-        raise ExportError(f"--workdir={workdir}: no options.json; is it a training run folder?")
-    config = config_lib.from_dict(read_json(options))
-    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-    if not checkpoint:
-        raise ExportError(f"--workdir={workdir}: no checkpoint yet; train first")
-    generator = build_generator(config).build_for_inputs()
-    restore_generator(generator, checkpoint)
-    return generator, config
 
 
 def _first_dims(tensor, n):
@@ -304,7 +285,7 @@ def main(argv):
     from absl import flags
 
     del argv
-    from mlc_keras.runtime import configure_cpu
+    from mlc_keras.training.runtime import configure_cpu
 
     print(configure_cpu(), flush=True)
     f = flags.FLAGS

@@ -290,8 +290,8 @@ def load_model_for_synthesis(path):
     Raises:
       SynthesisError / export.ExportError / config.ConfigError naming the path.
     """
-    from mlc_keras.export import (ExportError, load_run_generator, newest_keras_file,
-                                  version_numbers)
+    from mlc_keras.export import ExportError, newest_keras_file, version_numbers
+    from mlc_keras.training.checkpoints import load_run_generator
 
     path = os.fspath(path)
     if not path:
@@ -709,7 +709,7 @@ def main(argv):
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from mlc_keras.runtime import configure_cpu
+    from mlc_keras.training.runtime import configure_cpu
 
     configure_cpu()  # before TensorFlow is imported
     from mlc_keras.errors import exit_on_user_error

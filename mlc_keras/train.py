@@ -17,13 +17,13 @@ config_lib.define_flags()
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from mlc_keras.runtime import configure_cpu
+    from mlc_keras.training.runtime import configure_cpu
 
     note = configure_cpu()  # before TensorFlow is imported
     with exit_on_user_error():
         config = config_lib.config_from_flags()
         print(note, flush=True)
-        from mlc_keras.training import train
+        from mlc_keras.training.loop import train
 
         train(config)
 

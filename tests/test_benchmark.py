@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 from mlc_keras import benchmark
-from mlc_keras.builder import build_gan
+from mlc_keras.training.build import build_gan
 from mlc_keras.config import make_config
 from mlc_keras.models.layers import downsample_images
-from mlc_keras.runtime import make_strategy
+from mlc_keras.training.runtime import make_strategy
 
 TINY = dict(resolution=32, critic_levels="8,16", g_channels=8, g_res_blocks=1, d_channels=8,
             feature_channels=8, batch_size=2)

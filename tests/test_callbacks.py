@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlc_keras.callbacks import ScalarSummaries
+from mlc_keras.training.callbacks import ScalarSummaries
 
 
 class FakeOptimizer:

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO_ROOT, tiny_overrides
 from mlc_keras.compare import CompareError, compare_runs
 from mlc_keras.config import make_config
-from mlc_keras.training import train
+from mlc_keras.training.loop import train
 
 
 @pytest.fixture(scope="module")

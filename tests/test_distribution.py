@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlc_keras.builder import build_gan
+from mlc_keras.training.build import build_gan
 from mlc_keras.config import make_config
-from mlc_keras.runtime import StrategyError, make_strategy
+from mlc_keras.training.runtime import StrategyError, make_strategy
 
 TINY = dict(resolution=16, g_downsamples=1, critic_levels="8", g_channels=4, g_res_blocks=1,
             d_channels=4, feature_channels=4, batch_size=4, optimizer="sgd", g_lr=0.5, d_lr=0.5,

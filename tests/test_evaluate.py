@@ -15,7 +15,7 @@ from mlc_keras import classifier as clf_lib
 from mlc_keras.config import make_config
 from mlc_keras.evaluate import EvaluationError, evaluate_run
 from mlc_keras.metrics import FACE_FEATURES_NAME
-from mlc_keras.training import prepare_data, train
+from mlc_keras.training.loop import prepare_data, train
 
 
 @pytest.fixture(scope="module")

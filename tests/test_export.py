@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from mlc_keras import export
-from mlc_keras.builder import build_generator
+from mlc_keras.training.build import build_generator
 from mlc_keras.config import make_config
 
 TINY = dict(resolution=16, g_downsamples=1, critic_levels="8", g_channels=4, g_res_blocks=1,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlc_keras import losses
+from mlc_keras.training import losses
 
 
 def logits(values, shape=(2, 4, 4, 1)):

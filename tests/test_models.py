@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlc_keras.builder import build_gan
+from mlc_keras.training.build import build_gan
 from mlc_keras.config import ConfigError, make_config
 from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator
 from mlc_keras.models.layers import SNConv2D, downsample_images

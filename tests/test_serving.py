@@ -21,7 +21,7 @@ pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
 requests = pytest.importorskip("requests")
 
 from mlc_keras import export  # noqa: E402
-from mlc_keras.builder import build_generator  # noqa: E402
+from mlc_keras.training.build import build_generator  # noqa: E402
 from mlc_keras.config import make_config  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving.client import GrpcClient, RestClient, ServingError  # noqa: E402

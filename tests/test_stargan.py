@@ -8,12 +8,13 @@ from absl import flags
 
 from conftest import CONFIGS, tiny_overrides
 from mlc_keras import config as config_lib
-from mlc_keras import losses
-from mlc_keras.builder import build_gan
+from mlc_keras.training import losses
+from mlc_keras.training.build import build_gan
 from mlc_keras.config import ConfigError, make_config
-from mlc_keras.gan import StarGAN
+from mlc_keras.training.gan import StarGAN
 from mlc_keras.models import StarDiscriminator
-from mlc_keras.training import restore_generator, train
+from mlc_keras.training.checkpoints import restore_generator
+from mlc_keras.training.loop import train
 
 STARGAN = dict(model="stargan", critic_levels="", g_conditioning="input", g_output="direct",
                g_skips=False, d_condition="none", spectral_norm=False, gan_loss="wgan")
@@ -122,7 +123,7 @@ def test_preset_trains_checkpoints_and_restores(tmp_path):
     assert result["step"] == 2
     trackers = result["gan"].trackers
     assert np.isfinite(float(trackers["G/rec"].result())) and "D/gp" in trackers
-    from mlc_keras.builder import build_generator
+    from mlc_keras.training.build import build_generator
     generator = build_generator(config)
     generator((tf.zeros((1, 32, 32, 3)), tf.zeros((1, 7))))
     restore_generator(generator, str(tmp_path / "run" / "checkpoints" / "ckpt-2"))

@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT, london_dir  # the aligner fixture is in conftest too
 from mlc_keras import export, synthesize
-from mlc_keras.builder import build_generator
+from mlc_keras.training.build import build_generator
 from mlc_keras.config import make_config
 from mlc_keras.data import align
 from mlc_keras.data.pipeline import square_resize

@@ -13,9 +13,9 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import CONFIGS, REPO_ROOT, tiny_overrides
-from mlc_keras import losses
+from mlc_keras.training import losses
 from mlc_keras.config import make_config
-from mlc_keras.training import TrainingDiverged, train
+from mlc_keras.training.loop import TrainingDiverged, train
 
 
 def weights(gan):
@@ -165,8 +165,8 @@ def test_trained_run_exports_and_reloads(uninterrupted, tmp_path):
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(uninterrupted, tmp_path):
     import shutil
 
-    from mlc_keras.builder import build_gan
-    from mlc_keras.training import make_checkpoint, restore_latest
+    from mlc_keras.training.build import build_gan
+    from mlc_keras.training.checkpoints import make_checkpoint, restore_latest
 
     _, tmp = uninterrupted
     run = tmp_path / "run"

@@ -3,7 +3,7 @@ fields of the config; the networks themselves know nothing of flags)."""
 
 import keras
 
-from mlc_keras.gan import LevelCritic, LossWeights, MLCGAN, StarGAN
+from mlc_keras.training.gan import LevelCritic, LossWeights, MLCGAN, StarGAN
 from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator, StarDiscriminator
 
 

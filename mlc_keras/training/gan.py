@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mlc_keras import losses
+from mlc_keras.training import losses
 from mlc_keras.models.layers import downsample_images
 
 

@@ -9,7 +9,6 @@ Run folder (``config.workdir``):
   samples/          step_XXXXXXX.png sample grids (+ ATTRIBUTION.txt for London)
 """
 
-from mlc_keras.errors import UserError
 import dataclasses
 import json
 import logging
@@ -19,11 +18,13 @@ import time
 import tensorflow as tf
 
 from mlc_keras import config as config_lib
-from mlc_keras.builder import build_gan
-from mlc_keras.callbacks import NaNGuard, PeriodicCheckpoint, SampleGrid, ScalarSummaries
+from mlc_keras.errors import UserError
+from mlc_keras.training.build import build_gan
+from mlc_keras.training.callbacks import NaNGuard, PeriodicCheckpoint, SampleGrid, ScalarSummaries
 from mlc_keras.data import pipeline
 from mlc_keras.data.manifest import ManifestError, read_manifest
-from mlc_keras.runtime import atomic_write_text, make_strategy, read_json, split_cpu
+from mlc_keras.training.checkpoints import make_checkpoint, restore_latest
+from mlc_keras.training.runtime import atomic_write_text, make_strategy, read_json, split_cpu
 
 log = logging.getLogger("mlc_keras")
 
@@ -121,67 +122,6 @@ def _check_workdir(config):
                 f"--workdir={config.workdir} holds a run with other model/data options ({detail}); "
                 "use a new --workdir or the same options")
     atomic_write_text(options, config_lib.to_json(config) + "\n")
-
-
-def checkpoint_key(prefix, variable):
-    """The name a variable is saved under: stable across processes for the
-    same options (Keras paths follow the layer names we give)."""
-    return f"{prefix}/{variable.path}".replace("/", ".")
-
-
-def restore_generator(generator, checkpoint_path):
-    """Restores only the generator's weights from a training checkpoint."""
-    named = {checkpoint_key("net", v): v for v in generator.weights}
-    tf.train.Checkpoint(**named).restore(checkpoint_path).expect_partial() \
-        .assert_existing_objects_matched()
-    return generator
-
-
-def checkpoint_variables(gan):
-    """{stable name: variable} for every network weight (trainable or not,
-    e.g. spectral-norm estimates), every optimizer slot and iteration counter
-    (the global step) and the RNG state.
-
-    Variables are listed by their Keras paths rather than through object
-    tracking: Keras 3 layers held in Python lists are not children in
-    TensorFlow's object graph, so their non-trainable weights would be
-    silently left out of a tf.train.Checkpoint of the models.
-    """
-    named = {}
-
-    def add(prefix, variables):
-        for v in variables:
-            key = checkpoint_key(prefix, v)
-            if key in named and named[key] is not v:
-                raise RuntimeError(f"two variables share the checkpoint name {key!r}")
-            named[key] = v
-
-    for net in [gan.generator, gan.discriminator] + gan.photo_critics + \
-            gan.variation_critics + gan.feature_encoders:
-        add("net", net.weights)
-    for opt in (gan.g_optimizer, gan.d_optimizer, gan.c_optimizer):
-        if opt is not None:
-            add(opt.name, opt.variables)
-    named["rng"] = gan.seed_generator.state  # its Keras path carries a per-process counter
-    return named
-
-
-def make_checkpoint(gan):
-    return tf.train.Checkpoint(**checkpoint_variables(gan))
-
-
-def restore_latest(checkpoint, manager):
-    """Restores the newest checkpoint that loads; returns its path or None.
-    A damaged newest checkpoint (e.g. a disk filled mid-save) falls back to
-    the one before, with a warning."""
-    for path in reversed(manager.checkpoints):
-        try:
-            checkpoint.restore(path).assert_existing_objects_matched()
-            return path
-        except (tf.errors.OpError, AssertionError, ValueError, IndexError, OSError) as e:
-            log.warning("checkpoint %s could not be restored (%s); trying an older one", path,
-                        str(e).splitlines()[0])
-    return None
 
 
 def train(config):

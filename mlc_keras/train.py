@@ -4,14 +4,10 @@ Trains the multi-level critic GAN, or resumes the run in --workdir. Every
 flag is documented in mlc_keras/config.py (or: --helpfull).
 """
 
-import sys
-
 from absl import app
 
 from mlc_keras import config as config_lib
-from mlc_keras.errors import exit_on_user_error
-
-config_lib.define_flags()
+from mlc_keras import errors
 
 
 def main(argv):
@@ -20,13 +16,13 @@ def main(argv):
     from mlc_keras.training.runtime import configure_cpu
 
     note = configure_cpu()  # before TensorFlow is imported
-    with exit_on_user_error():
-        config = config_lib.config_from_flags()
-        print(note, flush=True)
-        from mlc_keras.training.loop import train
+    config = config_lib.config_from_flags()
+    print(note, flush=True)
+    from mlc_keras.training.loop import train
 
-        train(config)
+    train(config)
 
 
 if __name__ == "__main__":
-    app.run(main, argv=sys.argv)
+    config_lib.define_flags()
+    errors.run(main)

@@ -9,8 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(REPO_ROOT, "configs")
+from tiny import CONFIGS, REPO_ROOT  # noqa: E402,F401  (re-exported for tests)
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
@@ -40,15 +39,3 @@ def aligner():
     except align.MissingDependencyError as e:
         pytest.skip(str(e))
     return align.get_default_aligner()
-
-
-def tiny_overrides(tmp_path, **kw):
-    """The configs/tiny.flags preset as keyword overrides (kept in sync by
-    test_config.test_tiny_flagfile_matches_overrides)."""
-    base = dict(dataset="synthetic", synthetic_subjects=6, resolution=32, critic_levels="8,16",
-                g_channels=8, g_res_blocks=1, d_channels=8, feature_channels=8, batch_size=4,
-                train_steps=4, checkpoint_every=2, sample_every=2, summary_every=1, num_samples=2,
-                test_fraction=0.2, verbose=0, workdir=str(tmp_path / "run"),
-                data_cache=str(tmp_path / "data"))
-    base.update(kw)
-    return base

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from conftest import CONFIGS, tiny_overrides
+from tiny import CONFIGS, tiny_overrides
 from mlc_keras import config as config_lib
 from mlc_keras.training import losses
 from mlc_keras.training.build import build_gan

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import CONFIGS, REPO_ROOT, tiny_overrides
+from tiny import CONFIGS, REPO_ROOT, tiny_overrides
 from mlc_keras.training import losses
 from mlc_keras.config import make_config
 from mlc_keras.training.loop import TrainingDiverged, train

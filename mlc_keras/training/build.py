@@ -1,9 +1,9 @@
-"""Config -> networks, MLCGAN and optimizers (the only place that reads model
+"""Config -> networks, the GAN train-step model and optimizers (the only place that reads model
 fields of the config; the networks themselves know nothing of flags)."""
 
 import keras
 
-from mlc_keras.training.gan import LevelCritic, LossWeights, MLCGAN, StarGAN
+from mlc_keras.training.gan import LevelCritic, LossWeights, MLCGAN, PairedGAN, StarGAN
 from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator, StarDiscriminator
 
 
@@ -77,7 +77,7 @@ def build_optimizer(config, lr, name):
 
 
 def build_gan(config, strategy=None):
-    """The compiled, fully built MLCGAN (or StarGAN). Call inside ``strategy.scope()``."""
+    """The compiled, fully built GAN of --model (MLCGAN, PairedGAN for pix2pix, StarGAN). Call inside ``strategy.scope()``."""
     keras.utils.set_random_seed(config.seed)
     weights = LossWeights(config.gan_loss, config.adv_weight, config.photo_weight,
                           config.variation_weight, config.l1_weight, config.gp_weight,
@@ -92,8 +92,11 @@ def build_gan(config, strategy=None):
         discriminator = PatchDiscriminator(
             config.resolution, config.d_channels, config.d_downsamples, config.d_condition,
             config.spectral_norm, name="discriminator")
-        gan = MLCGAN(build_generator(config), discriminator, build_critics(config), weights,
-                     seed=config.seed)
+        if config.model == "pix2pix":
+            gan = PairedGAN(build_generator(config), discriminator, weights, seed=config.seed)
+        else:
+            gan = MLCGAN(build_generator(config), discriminator, build_critics(config), weights,
+                         seed=config.seed)
     gan.compile(
         g_optimizer=build_optimizer(config, config.g_lr, "g_optimizer"),
         d_optimizer=build_optimizer(config, config.d_lr, "d_optimizer"),

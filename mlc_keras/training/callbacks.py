@@ -9,7 +9,8 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+
+from mlc_keras.images import to_uint8, write_png_atomic, write_text_atomic
 
 log = logging.getLogger("mlc_keras")
 
@@ -133,14 +134,8 @@ def sample_grids(generator, sources, num_classes, batch_size=16):
         images = images.reshape(k, num_classes, r, r, 3)
         cells = np.concatenate([sources[:, None], images], axis=1)  # [K, N+1, R, R, 3]
         grid = cells.transpose(0, 2, 1, 3, 4).reshape(k * r, (num_classes + 1) * r, 3)
-        grids[level] = np.clip((grid + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+        grids[level] = to_uint8(grid)
     return grids
-
-
-def write_png_atomic(path, array):
-    tmp = path + ".tmp"
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -158,8 +153,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.last = None
         os.makedirs(folder, exist_ok=True)
         if attribution:
-            with open(os.path.join(folder, "ATTRIBUTION.txt"), "w") as f:
-                f.write(attribution + "\n")
+            write_text_atomic(os.path.join(folder, "ATTRIBUTION.txt"), attribution + "\n")
 
     def write(self, step):
         grids = sample_grids(self.model.generator, self.sources, self.num_classes)

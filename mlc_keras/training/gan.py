@@ -1,7 +1,8 @@
-"""MLCGAN: the training step of the multi-level critic GAN (keras-io idiom).
+"""The GAN train steps (keras-io idiom): PairedGAN (G + D + L1: the pix2pix
+baseline), MLCGAN (adds the multi-level critic networks) and StarGAN.
 
-The model owns G, D, the per-level critic networks and three optimizers; it
-knows nothing about files. One ``train_step`` = one forward pass of every
+A model owns its networks and optimizers; it knows nothing about files, flags
+or photos (may import models/ and training/losses only). One ``train_step`` = one forward pass of every
 network on a global batch (split across replicas by ``tf.distribute``),
 then simultaneous updates of G, D and the critics from one persistent tape.
 
@@ -67,46 +68,46 @@ def _apply(optimizer, tape, loss, variables):
         optimizer.apply([g for g, _ in used], [v for _, v in used])
 
 
-class MLCGAN(keras.Model):
-    """Generator + discriminator + multi-level critics with a custom train_step."""
+class PairedGAN(keras.Model):
+    """G + a PatchGAN D on the final image + L1 to the paired target: the
+    pix2pix baseline, and the base of every train step here.
 
-    def __init__(self, generator, discriminator, critics=(), loss_weights=LossWeights(),
-                 seed=0, **kwargs):
+    Subclasses override ``step_losses`` (the per-example losses of one step,
+    computed under the step's tape) and ``_metric_names``; the update and
+    the bookkeeping stay here.
+    """
+
+    def __init__(self, generator, discriminator, loss_weights=LossWeights(), seed=0, critics=(),
+                 **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
-        self.critics = list(critics)
-        self.critic_levels = tuple(c.level for c in self.critics)
         self.loss_weights = loss_weights
         self.num_classes = generator.num_classes
         self.levels = generator.levels
+        # The per-level critic networks (LevelCritic); only MLCGAN trains them.
+        self.critics = list(critics)
+        if self.critics and type(self).critic_losses is PairedGAN.critic_losses:
+            raise ValueError(f"{type(self).__name__} has no critic networks; use MLCGAN")
+        self.critic_levels = tuple(c.level for c in self.critics)
         for level in self.critic_levels:
             if level not in self.levels:
                 raise ValueError(f"critic level {level} is not a decoder level {self.levels}")
         # Track every critic network exactly once (a shared f appears in several levels).
         self.photo_critics = [c.photo for c in self.critics if c.photo is not None]
         self.variation_critics = [c.variation for c in self.critics if c.variation is not None]
-        unique = []
+        self.feature_encoders = []
         for c in self.critics:
-            if c.encoder is not None and all(c.encoder is not u for u in unique):
-                unique.append(c.encoder)
-        self.feature_encoders = unique
+            if c.encoder is not None and all(c.encoder is not u for u in self.feature_encoders):
+                self.feature_encoders.append(c.encoder)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._tracker_names = self._metric_names()
         self.trackers = {name: keras.metrics.Mean(name=name.replace("/", "_"))
                          for name in self._tracker_names}
 
     def _metric_names(self):
-        names = ["G/loss", "G/adv"]
-        names += [f"G/l1/{lv}" for lv in self.levels]
-        for c in self.critics:
-            if c.photo is not None:
-                names += [f"G/critic/{c.level}/photo", f"critic/{c.level}/photo"]
-            if c.variation is not None:
-                names += [f"G/critic/{c.level}/variation", f"critic/{c.level}/variation"]
+        names = ["G/loss", "G/adv"] + [f"G/l1/{lv}" for lv in self.levels]
         names += ["D/loss", "D/real", "D/fake"]
-        if self.critics:
-            names.append("critic/loss")
         if self.loss_weights.gan_loss == "wgan":
             names.append("D/gp")
         return names
@@ -128,6 +129,9 @@ class MLCGAN(keras.Model):
             variables += model.trainable_variables
         return variables
 
+    def _build_discriminator(self, x, c):
+        self.discriminator((x, x, c))
+
     def build_all(self, batch_size=1):
         """Creates every network's variables and the optimizers' slots.
 
@@ -137,14 +141,8 @@ class MLCGAN(keras.Model):
         x = ops.zeros((batch_size, r, r, 3))
         c = ops.zeros((batch_size, self.num_classes))
         outputs = self.generator((x, c))
-        self.discriminator((x, x, c))
-        for critic in self.critics:
-            idx = self.levels.index(critic.level)
-            xn = outputs[idx]
-            if critic.photo is not None:
-                critic.photo((xn, xn, c))
-            if critic.variation is not None:
-                critic.variation((critic.encoder(xn), None, c))
+        self._build_discriminator(x, c)
+        self._build_critics(outputs, c)
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
         if self.c_optimizer is not None and self.critic_variables:
@@ -152,95 +150,73 @@ class MLCGAN(keras.Model):
         self.built = True
         return self
 
+    def _build_critics(self, outputs, condition):
+        pass
+
     def _gp(self, critic_fn, real, fake):
         eps = keras.random.uniform((ops.shape(real)[0],), seed=self.seed_generator)
         return losses.gradient_penalty(critic_fn, real, fake, eps)
 
-    def train_step(self, data):
+    def _discriminator_losses(self, discriminator_fn, real, fake, values, prefix, logits=None):
+        """One discriminator (or critic) against G on (real, fake).
+
+        ``logits``: (real, fake) logits when the caller already has them.
+        Returns (its loss [B], G's adversarial term against it [B]); the main
+        D (prefix "D") also reports its real/fake terms and gradient penalty.
+        """
         w = self.loss_weights
-        kind = w.gan_loss
+        real_logits, fake_logits = logits or (discriminator_fn(real), discriminator_fn(fake))
+        d_loss, d_real, d_fake = losses.discriminator_loss(real_logits, fake_logits, w.gan_loss)
+        if w.gan_loss == "wgan":
+            penalty = self._gp(discriminator_fn, real, fake)
+            if prefix == "D":
+                values["D/gp"] = _average(penalty)
+            d_loss = d_loss + w.gp_weight * penalty
+        if prefix == "D":
+            values["D/real"] = _average(d_real)
+            values["D/fake"] = _average(d_fake)
+        return d_loss, losses.generator_adversarial_loss(fake_logits, w.gan_loss)
+
+    def step_losses(self, data, values):
+        """Per-example losses of one step: (generator [B], discriminator [B],
+        critics [B] or None). Called under the step's gradient tape; writes
+        the scalars to report into ``values``."""
+        w = self.loss_weights
         source = tf.cast(data["source"], tf.float32)
         target = tf.cast(data["target"], tf.float32)
         condition = tf.one_hot(tf.cast(data["target_label"], tf.int32), self.num_classes)
+        fakes = self.generator((source, condition), training=True)
+
+        d_loss, g_adv = self._discriminator_losses(
+            lambda image: self.discriminator((image, source, condition), training=True),
+            target, fakes[0], values, "D")
+        values["G/adv"] = _average(g_adv)
+        g_loss = w.adv_weight * g_adv
+        for level, fake in zip(self.levels, fakes):
+            l1 = losses.l1_loss(fake, downsample_images(target, level))
+            values[f"G/l1/{level}"] = _average(l1)
+            if w.l1_all_levels or level == self.levels[0]:
+                g_loss = g_loss + w.l1_weight * l1
+        critic_g, critic_loss = self.critic_losses(fakes, source, target, condition, values)
+        return g_loss + critic_g, d_loss, critic_loss
+
+    def critic_losses(self, fakes, source, target, condition, values):
+        """(G's terms against the critic networks [B], the critics' loss [B] or None)."""
+        return 0.0, None
+
+    def train_step(self, data):
         values = {}
-
         with tf.GradientTape(persistent=True) as tape:
-            fakes = self.generator((source, condition), training=True)
-
-            # Main discriminator on the final image.
-            real_logits = self.discriminator((target, source, condition), training=True)
-            fake_logits = self.discriminator((fakes[0], source, condition), training=True)
-            d_total, d_real, d_fake = losses.discriminator_loss(real_logits, fake_logits, kind)
-            if kind == "wgan":
-                gp = self._gp(lambda z: self.discriminator((z, source, condition), training=True),
-                              target, fakes[0])
-                values["D/gp"] = _average(gp)
-                d_total = d_total + w.gp_weight * gp
-            g_adv = losses.generator_adversarial_loss(fake_logits, kind)
-            g_total = w.adv_weight * g_adv
-            values.update({"D/real": _average(d_real), "D/fake": _average(d_fake),
-                           "G/adv": _average(g_adv)})
-
-            # L1 to the real target at every decoder level (or the final one).
-            for level, fake in zip(self.levels, fakes):
-                l1 = losses.l1_loss(fake, downsample_images(target, level))
-                values[f"G/l1/{level}"] = _average(l1)
-                if w.l1_all_levels or level == self.levels[0]:
-                    g_total = g_total + w.l1_weight * l1
-
-            # Multi-level critic network.
-            c_total = 0.0
-            for critic in self.critics:
-                lv = critic.level
-                fake_n = fakes[self.levels.index(lv)]
-                real_n = downsample_images(target, lv)
-                source_n = downsample_images(source, lv)
-                if critic.photo is not None:
-                    p = critic.photo
-                    pr = p((real_n, source_n, condition), training=True)
-                    pf = p((fake_n, source_n, condition), training=True)
-                    p_loss, _, _ = losses.discriminator_loss(pr, pf, kind)
-                    if kind == "wgan":
-                        p_loss = p_loss + w.gp_weight * self._gp(
-                            lambda z, p=p, s=source_n: p((z, s, condition), training=True),
-                            real_n, fake_n)
-                    g_p = losses.generator_adversarial_loss(pf, kind)
-                    values[f"critic/{lv}/photo"] = _average(p_loss)
-                    values[f"G/critic/{lv}/photo"] = _average(g_p)
-                    c_total = c_total + p_loss
-                    g_total = g_total + w.photo_weight * g_p
-                if critic.variation is not None:
-                    f, v = critic.encoder, critic.variation
-                    f_source = f(source_n, training=True)
-                    real_diff = f(real_n, training=True) - f_source
-                    fake_diff = f(fake_n, training=True) - f_source
-                    vr = v((real_diff, None, condition), training=True)
-                    vf = v((fake_diff, None, condition), training=True)
-                    v_loss, _, _ = losses.discriminator_loss(vr, vf, kind)
-                    if kind == "wgan":
-                        v_loss = v_loss + w.gp_weight * self._gp(
-                            lambda z, v=v: v((z, None, condition), training=True),
-                            real_diff, fake_diff)
-                    g_v = losses.generator_adversarial_loss(vf, kind)
-                    values[f"critic/{lv}/variation"] = _average(v_loss)
-                    values[f"G/critic/{lv}/variation"] = _average(g_v)
-                    c_total = c_total + v_loss
-                    g_total = g_total + w.variation_weight * g_v
-
-            d_loss = _average(d_total)
+            g_total, d_total, c_total = self.step_losses(data, values)
             g_loss = _average(g_total)
-            c_loss = _average(c_total) if self.critics else None
-
-        g_vars = self.generator.trainable_variables
-        d_vars = self.discriminator.trainable_variables
-        _apply(self.g_optimizer, tape, g_loss, g_vars)
-        _apply(self.d_optimizer, tape, d_loss, d_vars)
+            d_loss = _average(d_total)
+            c_loss = _average(c_total) if c_total is not None else None
+        _apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
+        _apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
         if c_loss is not None:
-            c_vars = self.critic_variables
-            _apply(self.c_optimizer, tape, c_loss, c_vars)
+            _apply(self.c_optimizer, tape, c_loss, self.critic_variables)
             values["critic/loss"] = c_loss
         del tape
-
         values["G/loss"] = g_loss
         values["D/loss"] = d_loss
         # Each replica's value is its share of the global mean (scaled by the
@@ -252,7 +228,87 @@ class MLCGAN(keras.Model):
         return {name: self.trackers[name].result() for name in self._tracker_names}
 
 
-class StarGAN(MLCGAN):
+class MLCGAN(PairedGAN):
+    """The paper's model: PairedGAN plus a critic network at each critic level
+    (photo-realistic critic P^n, variation critic V^n on features f)."""
+
+    def __init__(self, generator, discriminator, critics=(), loss_weights=LossWeights(),
+                 seed=0, **kwargs):
+        super().__init__(generator, discriminator, loss_weights, seed=seed, critics=critics,
+                         **kwargs)
+
+    def _metric_names(self):
+        names = super()._metric_names()
+        wgan_gp = names.pop() if names[-1] == "D/gp" else None
+        d_names = names[-3:]
+        names = names[:-3]
+        for c in self.critics:
+            if c.photo is not None:
+                names += [f"G/critic/{c.level}/photo", f"critic/{c.level}/photo"]
+            if c.variation is not None:
+                names += [f"G/critic/{c.level}/variation", f"critic/{c.level}/variation"]
+        names += d_names
+        if self.critics:
+            names.append("critic/loss")
+        if wgan_gp:
+            names.append(wgan_gp)
+        return names
+
+    def _build_critics(self, outputs, condition):
+        for critic in self.critics:
+            image = outputs[self.levels.index(critic.level)]
+            if critic.photo is not None:
+                critic.photo((image, image, condition))
+            if critic.variation is not None:
+                critic.variation((critic.encoder(image), None, condition))
+
+    def critic_losses(self, fakes, source, target, condition, values):
+        g_total, critic_total = 0.0, 0.0
+        for critic in self.critics:
+            g_terms, critic_loss = self.critic_level_losses(
+                critic, fakes[self.levels.index(critic.level)], source, target, condition, values)
+            g_total = g_total + g_terms
+            critic_total = critic_total + critic_loss
+        return g_total, (critic_total if self.critics else None)
+
+    def critic_level_losses(self, critic, fake, source, target, condition, values):
+        """The critic network at one level: photo critic on (x_t^n vs G_n | x^n, c)
+        and variation critic on (f(x_t^n) - f(x^n) vs f(G_n) - f(x^n) | c).
+
+        Returns (G's weighted terms [B], the critics' loss [B]).
+        """
+        w = self.loss_weights
+        level = critic.level
+        real = downsample_images(target, level)
+        source_at_level = downsample_images(source, level)
+        g_terms, critic_loss = 0.0, 0.0
+        if critic.photo is not None:
+            photo_critic_loss, g_photo = self._discriminator_losses(
+                lambda image: critic.photo((image, source_at_level, condition), training=True),
+                real, fake, values, f"critic/{level}/photo")
+            values[f"critic/{level}/photo"] = _average(photo_critic_loss)
+            values[f"G/critic/{level}/photo"] = _average(g_photo)
+            critic_loss = critic_loss + photo_critic_loss
+            g_terms = g_terms + w.photo_weight * g_photo
+        if critic.variation is not None:
+            features = critic.encoder
+            # A frozen f stays the same function: its spectral-norm estimates
+            # are not refined either (training=False).
+            training = features.trainable
+            source_features = features(source_at_level, training=training)
+            real_variation = features(real, training=training) - source_features
+            fake_variation = features(fake, training=training) - source_features
+            variation_critic_loss, g_variation = self._discriminator_losses(
+                lambda variation: critic.variation((variation, None, condition), training=True),
+                real_variation, fake_variation, values, f"critic/{level}/variation")
+            values[f"critic/{level}/variation"] = _average(variation_critic_loss)
+            values[f"G/critic/{level}/variation"] = _average(g_variation)
+            critic_loss = critic_loss + variation_critic_loss
+            g_terms = g_terms + w.variation_weight * g_variation
+        return g_terms, critic_loss
+
+
+class StarGAN(PairedGAN):
     """The StarGAN baseline (Choi et al. 2018) on the same pipeline and loop.
 
     No paired target reaches G: the target image is only a real example of
@@ -267,9 +323,6 @@ class StarGAN(MLCGAN):
     every model here (StarGAN updates G every 5th D step).
     """
 
-    def __init__(self, generator, discriminator, loss_weights=LossWeights(), seed=0, **kwargs):
-        super().__init__(generator, discriminator, (), loss_weights, seed=seed, **kwargs)
-
     def _metric_names(self):
         names = ["G/loss", "G/adv", "G/cls", "G/rec", "D/loss", "D/real", "D/fake", "D/cls",
                  "D/accuracy"]
@@ -277,52 +330,31 @@ class StarGAN(MLCGAN):
             names.append("D/gp")
         return names
 
-    def train_step(self, data):
+    def _build_discriminator(self, x, c):
+        self.discriminator((x, None, None))
+
+    def step_losses(self, data, values):
         w = self.loss_weights
-        kind = w.gan_loss
         source = tf.cast(data["source"], tf.float32)
         target = tf.cast(data["target"], tf.float32)
         target_label = tf.cast(data["target_label"], tf.int32)
         target_code = tf.one_hot(target_label, self.num_classes)
         source_code = tf.one_hot(tf.cast(data["source_label"], tf.int32), self.num_classes)
-        values = {}
 
-        with tf.GradientTape(persistent=True) as tape:
-            fake = self.generator((source, target_code), training=True)[0]
-            reconstructed = self.generator((fake, source_code), training=True)[0]
-            real_logits, real_classes = self.discriminator((target, None, None), training=True)
-            fake_logits, fake_classes = self.discriminator((fake, None, None), training=True)
-
-            d_total, d_real, d_fake = losses.discriminator_loss(real_logits, fake_logits, kind)
-            d_cls = losses.classification_loss(target_label, real_classes)
-            d_total = d_total + w.cls_weight * d_cls
-            if kind == "wgan":
-                gp = self._gp(lambda z: self.discriminator((z, None, None), training=True)[0],
-                              target, fake)
-                values["D/gp"] = _average(gp)
-                d_total = d_total + w.gp_weight * gp
-            correct = tf.cast(tf.equal(tf.argmax(real_classes, -1, output_type=tf.int32),
-                                       target_label), tf.float32)
-
-            g_adv = losses.generator_adversarial_loss(fake_logits, kind)
-            g_cls = losses.classification_loss(target_label, fake_classes)
-            g_rec = losses.l1_loss(reconstructed, source)
-            g_total = w.adv_weight * g_adv + w.cls_weight * g_cls + w.rec_weight * g_rec
-
-            d_loss = _average(d_total)
-            g_loss = _average(g_total)
-
-        g_vars = self.generator.trainable_variables
-        d_vars = self.discriminator.trainable_variables
-        _apply(self.g_optimizer, tape, g_loss, g_vars)
-        _apply(self.d_optimizer, tape, d_loss, d_vars)
-        del tape
-
-        values.update({
-            "G/loss": g_loss, "G/adv": _average(g_adv), "G/cls": _average(g_cls),
-            "G/rec": _average(g_rec), "D/loss": d_loss, "D/real": _average(d_real),
-            "D/fake": _average(d_fake), "D/cls": _average(d_cls), "D/accuracy": _average(correct)})
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        for name, value in values.items():
-            self.trackers[name].update_state(value * replicas)
-        return {name: self.trackers[name].result() for name in self._tracker_names}
+        fake = self.generator((source, target_code), training=True)[0]
+        reconstructed = self.generator((fake, source_code), training=True)[0]
+        real_logits, real_classes = self.discriminator((target, None, None), training=True)
+        fake_logits, fake_classes = self.discriminator((fake, None, None), training=True)
+        d_loss, g_adv = self._discriminator_losses(
+            lambda image: self.discriminator((image, None, None), training=True)[0],
+            target, fake, values, "D", logits=(real_logits, fake_logits))
+        d_cls = losses.classification_loss(target_label, real_classes)
+        correct = tf.cast(tf.equal(tf.argmax(real_classes, -1, output_type=tf.int32),
+                                   target_label), tf.float32)
+        g_cls = losses.classification_loss(target_label, fake_classes)
+        g_rec = losses.l1_loss(reconstructed, source)
+        values.update({"G/adv": _average(g_adv), "G/cls": _average(g_cls),
+                       "G/rec": _average(g_rec), "D/cls": _average(d_cls),
+                       "D/accuracy": _average(correct)})
+        g_loss = w.adv_weight * g_adv + w.cls_weight * g_cls + w.rec_weight * g_rec
+        return g_loss, d_loss + w.cls_weight * d_cls, None

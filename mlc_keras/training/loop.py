@@ -24,7 +24,8 @@ from mlc_keras.training.callbacks import NaNGuard, PeriodicCheckpoint, SampleGri
 from mlc_keras.data import pipeline
 from mlc_keras.data.manifest import ManifestError, read_manifest
 from mlc_keras.training.checkpoints import make_checkpoint, restore_latest
-from mlc_keras.training.runtime import atomic_write_text, make_strategy, read_json, split_cpu
+from mlc_keras.images import read_json, write_text_atomic
+from mlc_keras.training.runtime import make_strategy, split_cpu
 
 log = logging.getLogger("mlc_keras")
 
@@ -121,7 +122,7 @@ def _check_workdir(config):
             raise WorkdirError(
                 f"--workdir={config.workdir} holds a run with other model/data options ({detail}); "
                 "use a new --workdir or the same options")
-    atomic_write_text(options, config_lib.to_json(config) + "\n")
+    write_text_atomic(options, config_lib.to_json(config) + "\n")
 
 
 def train(config):
@@ -142,7 +143,7 @@ def train(config):
              f"; skipped {len(data.skipped_subjects)} subject(s) without a source image and "
              f"{data.skipped_images} unreadable image(s)"
              if (data.skipped_subjects or data.skipped_images) else "")
-    atomic_write_text(os.path.join(config.workdir, "split.json"), json.dumps(
+    write_text_atomic(os.path.join(config.workdir, "split.json"), json.dumps(
         {"train": list(data.train_subjects), "test": list(data.test_subjects),
          "skipped": list(data.skipped_subjects)}, indent=1) + "\n")
 

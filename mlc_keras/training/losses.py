@@ -17,7 +17,22 @@ GAN forms (``kind``):
 
 import tensorflow as tf
 
-GAN_LOSSES = ("nonsaturating", "hinge", "lsgan", "wgan")
+# name -> (real term, fake term) of a discriminator's per-position loss, and
+# the generator's per-position term; logits in, losses out (same shape).
+_DISCRIMINATOR_TERMS = {
+    # -log sigmoid(r) = softplus(-r); -log(1 - sigmoid(f)) = softplus(f)
+    "nonsaturating": (lambda r: tf.nn.softplus(-r), lambda f: tf.nn.softplus(f)),
+    "hinge": (lambda r: tf.nn.relu(1.0 - r), lambda f: tf.nn.relu(1.0 + f)),
+    "lsgan": (lambda r: 0.5 * tf.square(r - 1.0), lambda f: 0.5 * tf.square(f)),
+    "wgan": (lambda r: -r, lambda f: f),
+}
+_GENERATOR_TERMS = {
+    "nonsaturating": lambda f: tf.nn.softplus(-f),  # -log D(G(x, c))
+    "hinge": lambda f: -f,
+    "wgan": lambda f: -f,
+    "lsgan": lambda f: 0.5 * tf.square(f - 1.0),
+}
+GAN_LOSSES = tuple(_DISCRIMINATOR_TERMS)
 
 
 def _per_example_mean(x):
@@ -26,6 +41,13 @@ def _per_example_mean(x):
     if x.shape.rank == 1:
         return x
     return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+
+def _form(table, kind):
+    try:
+        return table[kind]
+    except KeyError:
+        raise ValueError(f"gan loss kind {kind!r}: expected one of {GAN_LOSSES}") from None
 
 
 def discriminator_loss(real_logits, fake_logits, kind="nonsaturating"):
@@ -39,25 +61,9 @@ def discriminator_loss(real_logits, fake_logits, kind="nonsaturating"):
     Returns:
       (total [B], real_term [B], fake_term [B]).
     """
-    real_logits = tf.cast(real_logits, tf.float32)
-    fake_logits = tf.cast(fake_logits, tf.float32)
-    if kind == "nonsaturating":
-        # -log sigmoid(r) = softplus(-r); -log(1 - sigmoid(f)) = softplus(f)
-        real = tf.nn.softplus(-real_logits)
-        fake = tf.nn.softplus(fake_logits)
-    elif kind == "hinge":
-        real = tf.nn.relu(1.0 - real_logits)
-        fake = tf.nn.relu(1.0 + fake_logits)
-    elif kind == "lsgan":
-        real = 0.5 * tf.square(real_logits - 1.0)
-        fake = 0.5 * tf.square(fake_logits)
-    elif kind == "wgan":
-        real = -real_logits
-        fake = fake_logits
-    else:
-        raise ValueError(f"gan loss kind {kind!r}: expected one of {GAN_LOSSES}")
-    real = _per_example_mean(real)
-    fake = _per_example_mean(fake)
+    real_term, fake_term = _form(_DISCRIMINATOR_TERMS, kind)
+    real = _per_example_mean(real_term(tf.cast(real_logits, tf.float32)))
+    fake = _per_example_mean(fake_term(tf.cast(fake_logits, tf.float32)))
     return real + fake, real, fake
 
 
@@ -71,16 +77,8 @@ def generator_adversarial_loss(fake_logits, kind="nonsaturating"):
     Returns:
       [B] per-example loss (non-saturating: -log D(G(x, c))).
     """
-    fake_logits = tf.cast(fake_logits, tf.float32)
-    if kind == "nonsaturating":
-        loss = tf.nn.softplus(-fake_logits)
-    elif kind in ("hinge", "wgan"):
-        loss = -fake_logits
-    elif kind == "lsgan":
-        loss = 0.5 * tf.square(fake_logits - 1.0)
-    else:
-        raise ValueError(f"gan loss kind {kind!r}: expected one of {GAN_LOSSES}")
-    return _per_example_mean(loss)
+    term = _form(_GENERATOR_TERMS, kind)
+    return _per_example_mean(term(tf.cast(fake_logits, tf.float32)))
 
 
 def l1_loss(generated, target):

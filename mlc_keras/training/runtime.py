@@ -1,14 +1,13 @@
-"""Process-level setup: CPU options, the distribution strategy, run folders.
+"""Process-level setup: CPU options and the distribution strategy.
 
 ``configure_cpu`` must run before TensorFlow is imported; entry points call
 it first.
 """
 
-from mlc_keras.errors import UserError
-import json
 import logging
 import os
-import tempfile
+
+from mlc_keras.errors import UserError
 
 log = logging.getLogger("mlc_keras")
 
@@ -66,23 +65,3 @@ def make_strategy(name, global_batch=None):
             f"--batch_size={global_batch} is not divisible by the {strategy.num_replicas_in_sync} "
             "replicas; the global batch is split evenly across replicas")
     return strategy
-
-
-def atomic_write_text(path, text):
-    """Writes ``text`` to ``path`` via a temp file and rename: never half-written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + "-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)

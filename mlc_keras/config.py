@@ -14,7 +14,10 @@ import math
 from mlc_keras.errors import UserError
 from mlc_keras.expressions import EXPRESSIONS
 
-DATASETS = ("synthetic", "london", "manifest")
+# The names registered in mlc_keras.data.sources (a test checks they agree; this module stays free
+# of the data code so that it imports without TensorFlow or PIL).
+DATASETS = ("synthetic", "london", "manifest", "rafd", "kdef", "jaffe", "ckplus", "cfee", "mmi", "yale",
+            "folders")
 STRATEGIES = ("auto", "mirrored", "one_device")
 FEATURE_ENCODERS = ("trained", "shared", "frozen")
 MODELS = ("mlc", "pix2pix", "stargan")
@@ -47,7 +50,11 @@ _SPEC = (
                      "configs/stargan.flags)."),
     # --- data
     ("dataset", "synthetic", "Data source: synthetic (embedded, procedural), london (Face Research "
-                             "Lab London Set layout in --data_dir), manifest (CSV in --data_dir)."),
+                             "Lab London Set layout in --data_dir), manifest (CSV in --data_dir); "
+                             "or a published layout in --data_dir, imported into --data_cache: "
+                             "rafd, kdef, jaffe, ckplus, cfee, mmi (needs sessions_csv, so only "
+                             "via data.sources.import_dataset), yale, folders "
+                             "(<expression>/<subject>_<n>.jpg)."),
     ("data_dir", "", "london: the published folder; manifest: the CSV or its folder "
                      "(manifest.csv); synthetic: unused."),
     ("data_cache", "", "Where importers write aligned crops and manifests (default WORKDIR/data)."),

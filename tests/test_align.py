@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from mlc_keras.data import align
+from mlc_keras.inference import faces  # paste_back moved there
 
 from conftest import london_dir  # the aligner fixture is in conftest too
 SAMPLE_SUBJECTS = ("001", "002", "003", "004", "005", "006")
@@ -169,19 +170,19 @@ def test_align_face_minification_is_antialiased():
 def test_paste_back_restores_synthetic_photo():
     img = _dots_image(size=240)
     crop, matrix = align.align_face(img, (70.0, 90.0), (130.0, 84.0), 128)
-    back = align.paste_back(img, crop, matrix)
+    back = faces.paste_back(img, crop, matrix)
     assert back.shape == img.shape and back.dtype == np.uint8
     diff = np.abs(back.astype(int) - img.astype(int))
     assert diff.mean() < 4
     # A flat replacement face changes the face region and leaves far pixels alone.
     flat = np.zeros_like(crop)
-    pasted = align.paste_back(img, flat, matrix)
+    pasted = faces.paste_back(img, flat, matrix)
     centre = matrix @ [63.5, 70.0, 1]
     assert pasted[int(centre[1]), int(centre[0])].max() < 5
     assert (pasted[-3:, -3:] == img[-3:, -3:]).all()
     # A face at another resolution is rescaled through crop_size.
     half = np.zeros((64, 64, 3), np.uint8)
-    pasted_half = align.paste_back(img, half, matrix, crop_size=128)
+    pasted_half = faces.paste_back(img, half, matrix, crop_size=128)
     assert pasted_half[int(centre[1]), int(centre[0])].max() < 5
 
 
@@ -216,7 +217,7 @@ def test_no_face_raises_naming_file(aligner, tmp_path):
 
 
 def test_detector_eyes_match_template_pupils(aligner):
-    from mlc_keras.data.london import read_template_pupils
+    from mlc_keras.data.sources.london import read_template_pupils
 
     errors = []
     for subject in SAMPLE_SUBJECTS:
@@ -237,7 +238,7 @@ def test_detector_eyes_match_template_pupils(aligner):
 
 
 def test_template_point0_is_image_left():
-    from mlc_keras.data.london import read_template_pupils
+    from mlc_keras.data.sources.london import read_template_pupils
 
     jpg, tem = _neutral("001")
     with open(tem) as f:
@@ -265,7 +266,7 @@ def test_aligned_crop_has_eyes_at_canonical_position(aligner, size):
 def test_paste_back_restores_london_face_region(aligner):
     jpg, _ = _neutral("002")
     result, photo = align.align_photo(jpg, 256, aligner=aligner)
-    back = align.paste_back(photo, result.image, result.matrix)
+    back = faces.paste_back(photo, result.image, result.matrix)
     x0, y0, x1, y1 = result.face.box
     diff = np.abs(back.astype(int) - photo.astype(int))[y0:y1, x0:x1]
     assert diff.mean() < 3.0, diff.mean()

@@ -1,4 +1,4 @@
-"""Tests of mlc_keras.data.importers on tiny trees in the published namings.
+"""Tests of the importers in mlc_keras.data.sources on tiny trees in the published namings.
 
 Every tree holds 4x4 images written with PIL; nothing is re-encoded by the
 importers, so the manifests must point at these very files.
@@ -11,8 +11,8 @@ import os
 import pytest
 from PIL import Image
 
-from mlc_keras.data import importers
-from mlc_keras.data.importers import IMPORTERS, import_dataset, read_import_summary, scan_dataset
+from mlc_keras.data import sources as importers
+from mlc_keras.data.sources import IMPORTERS, import_dataset, read_import_summary, scan_dataset
 from mlc_keras.data.manifest import ManifestError, read_manifest
 from mlc_keras.expressions import UnknownExpressionError
 
@@ -352,3 +352,27 @@ def test_summary_printed(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "imported 1 images of 1 subjects (neutral 1); skipped 1 (wink 1)" in out
     assert importers.read_import_summary(str(tmp_path / "out"))["imported"] == 1
+
+
+def test_every_registered_data_set_is_a_dataset_flag_choice():
+    from mlc_keras import config as config_lib
+    from mlc_keras.data import sources
+
+    assert config_lib.DATASETS == sources.names()
+    help_text = dict((name, text) for name, _, text in config_lib._SPEC)["dataset"]
+    assert all(name in help_text for name in sources.names())
+
+
+def test_manifest_for_imports_a_published_layout_into_the_cache(tmp_path):
+    import types
+
+    from mlc_keras.data import sources
+
+    _img(tmp_path / "yale" / "subject01.happy", "GIF")
+    _img(tmp_path / "yale" / "subject01.normal", "GIF")
+    config = types.SimpleNamespace(dataset="yale", data_dir=str(tmp_path / "yale"), workdir="",
+                                   data_cache=str(tmp_path / "cache"))
+    path = sources.manifest_for(config)
+    assert path == str(tmp_path / "cache" / "yale" / "manifest.csv")
+    assert {(r.subject, r.expression) for r in read_manifest(path)} == {
+        ("subject01", "happy"), ("subject01", "neutral")}

@@ -1,4 +1,4 @@
-"""Tests of mlc_keras.data.london (the London Set importer).
+"""Tests of mlc_keras.data.sources.london (the London Set importer).
 
 Real-data tests copy a few subjects of the London Set into pytest's tmp_path
 (never into the repository) and skip when the set is absent (MLC_LONDON_DIR)
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlc_keras.data import align, london
+from mlc_keras.data import align
+from mlc_keras.data.sources import london
 from mlc_keras.data.manifest import ManifestError, read_manifest
 
 from conftest import london_dir  # the aligner fixture is in conftest too

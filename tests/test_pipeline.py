@@ -6,7 +6,7 @@ from PIL import Image
 
 from mlc_keras.data import pipeline
 from mlc_keras.data.manifest import ManifestError, Record, read_manifest, write_manifest
-from mlc_keras.data.synthetic import write_synthetic_dataset
+from mlc_keras.data.sources.synthetic import write_synthetic_dataset
 from mlc_keras.expressions import EXPRESSIONS
 
 VOCAB = EXPRESSIONS

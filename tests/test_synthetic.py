@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlc_keras.data import synthetic
+from mlc_keras.data.sources import synthetic
 from mlc_keras.data.manifest import read_manifest
 from mlc_keras.expressions import EXPRESSIONS, UnknownExpressionError
 

@@ -1,1 +1,1 @@
-"""Data: published layouts -> manifest -> pairs -> tf.data."""
+"""Data: published layouts -> manifest -> pairs -> tf.data. May not import models or training."""

@@ -1,4 +1,4 @@
-"""The manifest CSV: the one canonical description of a face data set.
+"""The manifest CSV: the one canonical description of a face data set, and where imports keep it.
 
 Columns: ``path`` (relative to the manifest's folder, or absolute),
 ``subject`` (identity id, any string), ``expression`` (any name that
@@ -6,16 +6,18 @@ Columns: ``path`` (relative to the manifest's folder, or absolute),
 (``train`` / ``test``; empty = decided by the seeded subject split).
 """
 
-from mlc_keras.errors import UserError
 import csv
 import dataclasses
 import os
-import tempfile
 
+from mlc_keras.errors import UserError
 from mlc_keras.expressions import canonical_expression
+from mlc_keras.images import atomic_path, read_json
 
 COLUMNS = ("path", "subject", "expression", "split")
 SPLITS = ("train", "test", "")
+MANIFEST_NAME = "manifest.csv"  # what every source writes into its output folder
+IMPORT_NAME = "import.json"  # beside it: what an importer did ({..., "summary": {...}})
 
 
 class ManifestError(UserError, ValueError):
@@ -34,21 +36,14 @@ def write_manifest(path, records):
     """Writes ``records`` atomically (temp file + rename); paths are stored
     relative to the manifest's folder when they lie under it."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-", suffix=".csv")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+    with atomic_path(path, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(COLUMNS)
             for r in records:
                 p = os.path.abspath(r.path)
                 rel = os.path.relpath(p, folder)
                 writer.writerow([p if rel.startswith("..") else rel, r.subject, r.expression, r.split])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 
@@ -99,3 +94,17 @@ def dataset_root(data_dir, label, layout_help):
     if not os.path.isdir(root):
         raise ManifestError(f"{label} path {root!r} is not a folder; {layout_help}")
     return root
+
+
+def read_import_summary(out_dir):
+    """The summary dict stored by the last completed import into ``out_dir``
+    (``out_dir/import.json``), or None."""
+    try:
+        return read_json(os.path.join(out_dir, IMPORT_NAME)).get("summary")
+    except (OSError, ValueError):
+        return None
+
+
+def cache_dir_for(config):
+    """Where importers write crops and manifests: ``--data_cache``, else WORKDIR/data."""
+    return config.data_cache or os.path.join(config.workdir, "data")

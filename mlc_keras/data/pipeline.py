@@ -15,13 +15,13 @@ how a resumed run restores its data order.
 import concurrent.futures
 import dataclasses
 import hashlib
-import os
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from mlc_keras.data.manifest import ManifestError
+from mlc_keras.data.manifest import ManifestError, cache_dir_for  # noqa: F401 (for training/loop.py, until it uses data.prepare)
+from mlc_keras.images import tf_to_float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,11 +217,6 @@ def decode_images(paths, resolution):
     return np.concatenate(chunks, 0) if chunks else np.zeros((0, resolution, resolution, 3), np.uint8)
 
 
-def to_float(images):
-    """uint8 [..., 3] -> float32 in [-1, 1]."""
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
-
-
 def training_dataset(pairs, images, global_batch, seed, start_step=0, flip=True):
     """The infinite, deterministic, resumable training stream (see module doc).
 
@@ -250,8 +245,8 @@ def training_dataset(pairs, images, global_batch, seed, start_step=0, flip=True)
     def gather(positions, pair_idx):
         s = tf.gather(src, pair_idx)
         t = tf.gather(tgt, pair_idx)
-        source = to_float(tf.gather(images, s))
-        target = to_float(tf.gather(images, t))
+        source = tf_to_float(tf.gather(images, s))
+        target = tf_to_float(tf.gather(images, t))
         if flip:
             # Batches start at multiples of global_batch, so the first position
             # identifies the batch: its coins are a function of (seed, step).
@@ -282,8 +277,4 @@ def held_out_sources(pairs, images, count):
             chosen.append(int(s))
         if len(chosen) == count:
             break
-    return to_float(images[chosen]).numpy(), [pairs.subjects[i] for i in chosen]
-
-
-def cache_dir_for(config):
-    return config.data_cache or os.path.join(config.workdir, "data")
+    return tf_to_float(images[chosen]).numpy(), [pairs.subjects[i] for i in chosen]

@@ -14,12 +14,13 @@ __all__ = ["EXPRESSIONS", "__version__", "load_generator"]
 
 def load_generator(path):
     """The trained generator as a Keras model, from a ``.keras`` file, an
-    export folder or a training workdir::
+    export folder or a training workdir (``inference.loading.load_generator``)::
 
         import mlc_keras
         model = mlc_keras.load_generator("exports/mlc-1.keras")
         images = model.predict([faces, one_hot_expressions])[0]
     """
-    from mlc_keras.export import load_generator as _load
+    from mlc_keras.inference.loading import load_generator as load
 
-    return _load(path)
+    return load(path)
+

@@ -2,283 +2,22 @@
 
     python -m mlc_keras.export --workdir=RUN --output=DIR [--model_name=mlc] [--version=N]
 
-writes
-    DIR/<model_name>/<version>/          SavedModel (TF Serving layout)
-        assets.extra/tf_serving_warmup_requests
-        assets.extra/mlc_keras.json      resolution, expressions, options
-    DIR/<model_name>-<version>.keras     the generator as a Keras file
-
-Signatures (all inputs validated: a wrong rank, size or dtype, an expression
-id out of range, pixel values outside [-1, 1] or an undecodable image is an
-INVALID_ARGUMENT error with a message; nothing is clamped silently):
-
-  serving_default
-    images       float32 [B, R, R, 3] in [-1, 1]
-    expressions  int32 [B], ids into the model's expressions
-    -> images    float32 [B, R, R, 3] in [-1, 1] (the final decoder level)
-  synthesize_bytes
-    image_bytes  string [B]: JPEG/PNG/GIF/BMP bytes of any size (centre square
-                 crop, area resize to R: the training pipeline's path)
-    expressions  int32 [B]
-    -> image_bytes string [B]: PNG bytes (REST base64-encodes `_bytes` outputs)
-  all_expressions
-    images       float32 [B, R, R, 3] in [-1, 1]
-    -> images    float32 [B, N, R, R, 3]: every expression, in id order
-
-The version folder is written under a temporary name beside it and renamed
-into place only when complete, so a server never picks up half an export.
+writes DIR/<model_name>/<version>/ (a SavedModel in TF Serving's layout, with
+warm-up requests and mlc_keras.json in assets.extra/) and
+DIR/<model_name>-<version>.keras. The signatures and their input checks are
+described in ``mlc_keras.inference.export``.
 """
 
-from mlc_keras.errors import UserError
-import json
-import os
-import shutil
-import tempfile
+from mlc_keras import config as config_lib
+from mlc_keras import errors
 
-import numpy as np
-
-SIGNATURES = ("serving_default", "synthesize_bytes", "all_expressions")
-WARMUP_FILE = "tf_serving_warmup_requests"
-METADATA_FILE = "mlc_keras.json"
-
-
-from mlc_keras.training.checkpoints import load_run_generator  # noqa: E402  (moved)
-
-
-class ExportError(UserError, ValueError):
-    """The workdir or the output cannot be used; the message says why."""
-
-
-def _first_dims(tensor, n):
-    """The first n dims of tensor's shape, zero-padded: safe for any rank."""
-    import tensorflow as tf
-
-    return tf.concat([tf.shape(tensor), tf.zeros([n], tf.int32)], 0)[:n]
-
-
-def _validate_images(images, resolution):
-    """Assertions for an NHWC float batch at the model resolution in [-1, 1].
-    Each condition is computable for any input rank, and a later condition
-    only fails when the earlier ones hold, so the message names the first
-    problem."""
-    import tensorflow as tf
-
-    rank_ok = tf.equal(tf.rank(images), 4)
-    size_ok = tf.reduce_all(tf.equal(_first_dims(images, 4)[1:], [resolution, resolution, 3]))
-    finite = tf.reduce_all(tf.math.is_finite(images))
-    in_range = tf.reduce_all(tf.abs(images) <= 1.0 + 1e-3)
-    shape_ok = tf.logical_and(rank_ok, size_ok)
-    return [
-        tf.debugging.Assert(rank_ok, ["images: expected rank 4 [batch, height, width, 3]"]),
-        tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), size_ok), [
-            f"images: expected [batch, {resolution}, {resolution}, 3] (NHWC at the model "
-            "resolution); got", tf.shape(images)]),
-        tf.debugging.Assert(tf.logical_or(tf.logical_not(shape_ok), finite),
-                            ["images: NaN or inf values"]),
-        tf.debugging.Assert(tf.logical_or(tf.logical_not(shape_ok), in_range | ~finite), [
-            "images: values must lie in [-1, 1] (pixel / 127.5 - 1); got max |value|",
-            tf.reduce_max(tf.abs(images))]),
-    ]
-
-
-def _validate_expressions(expressions, batch, num_classes):
-    import tensorflow as tf
-
-    rank_ok = tf.equal(tf.rank(expressions), 1)
-    batch_ok = tf.equal(_first_dims(expressions, 1)[0], batch)
-    in_range = tf.reduce_all((expressions >= 0) & (expressions < num_classes))
-    return [
-        tf.debugging.Assert(rank_ok, ["expressions: expected rank 1 [batch]"]),
-        tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), batch_ok), [
-            "expressions: one id per image expected (batch sizes differ)"]),
-        tf.debugging.Assert(in_range, [f"expressions: ids must lie in [0, {num_classes - 1}]; got",
-                                       expressions]),
-    ]
-
-
-def serving_functions(generator):
-    """{signature name: (fn, input_signature)} for the generator.
-
-    Inputs are declared with unknown rank and reshaped to their static shapes
-    only after the checks ran: with tf.ensure_shape, Grappler inferred the
-    rank backwards and folded the rank check away (measured)."""
-    import tensorflow as tf
-
-    from mlc_keras.data.pipeline import decode_image_bytes, square_resize
-
-    r, n = generator.resolution, generator.num_classes
-
-    def synthesize(images, expressions):
-        condition = tf.one_hot(expressions, n, dtype=tf.float32)
-        return generator((images, condition), training=False)[0]
-
-    def serving_default(images, expressions):
-        checks = _validate_images(images, r)
-        checks += _validate_expressions(expressions, _first_dims(images, 1)[0], n)
-        with tf.control_dependencies(checks):
-            images = tf.reshape(tf.identity(images), [-1, r, r, 3])
-            expressions = tf.reshape(tf.identity(expressions), [-1])
-            return {"images": synthesize(images, expressions)}
-
-    def synthesize_bytes(image_bytes, expressions):
-        checks = [tf.debugging.Assert(tf.equal(tf.rank(image_bytes), 1), [
-            "image_bytes: expected rank 1 [batch] of encoded images"])]
-        checks += _validate_expressions(expressions, _first_dims(image_bytes, 1)[0], n)
-        with tf.control_dependencies(checks):
-            image_bytes = tf.reshape(tf.identity(image_bytes), [-1])
-            expressions = tf.reshape(tf.identity(expressions), [-1])
-            pixels = tf.map_fn(lambda b: square_resize(decode_image_bytes(b), r), image_bytes,
-                               fn_output_signature=tf.TensorSpec([r, r, 3], tf.uint8))
-        images = tf.cast(pixels, tf.float32) / 127.5 - 1.0
-        out = synthesize(images, expressions)
-        out = tf.cast(tf.clip_by_value(tf.round((out + 1.0) * 127.5), 0, 255), tf.uint8)
-        png = tf.map_fn(tf.io.encode_png, out, fn_output_signature=tf.TensorSpec([], tf.string))
-        return {"image_bytes": png}
-
-    def all_expressions(images):
-        with tf.control_dependencies(_validate_images(images, r)):
-            images = tf.reshape(tf.identity(images), [-1, r, r, 3])
-        b = tf.shape(images)[0]
-        tiled = tf.repeat(images, n, axis=0)
-        ids = tf.tile(tf.range(n, dtype=tf.int32), [b])
-        out = synthesize(tiled, ids)
-        return {"images": tf.reshape(out, [b, n, r, r, 3])}
-
-    # Unknown rank: the graph itself checks rank and sizes with clear messages.
-    images_spec = tf.TensorSpec(None, tf.float32, name="images")
-    ids_spec = tf.TensorSpec(None, tf.int32, name="expressions")
-    return {
-        "serving_default": (serving_default, [images_spec, ids_spec]),
-        "synthesize_bytes": (synthesize_bytes,
-                             [tf.TensorSpec(None, tf.string, name="image_bytes"), ids_spec]),
-        "all_expressions": (all_expressions, [images_spec]),
-    }
-
-
-def _warmup_requests(model_name, resolution, path):
-    """Writes one PredictRequest per signature in TF Serving's warm-up format
-    (TFRecord of PredictionLog); skipped with a note when
-    tensorflow-serving-api is not installed."""
-    try:
-        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-    except ImportError:
-        return False
-    import io
-
-    import tensorflow as tf
-    from PIL import Image
-
-    zeros = np.zeros((1, resolution, resolution, 3), np.float32)
-    buf = io.BytesIO()
-    Image.fromarray(np.full((resolution, resolution, 3), 128, np.uint8)).save(buf, "PNG")
-    inputs = {
-        "serving_default": {"images": zeros, "expressions": np.zeros([1], np.int32)},
-        "synthesize_bytes": {"image_bytes": np.array([buf.getvalue()], object),
-                             "expressions": np.zeros([1], np.int32)},
-        "all_expressions": {"images": zeros},
-    }
-    with tf.io.TFRecordWriter(path) as writer:
-        for signature, tensors in inputs.items():
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-            for key, value in tensors.items():
-                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
-    return True
-
-
-def version_numbers(model_dir, complete_only=False):
-    """Sorted version numbers under ``DIR/<name>/`` (numeric folder names, as
-    TF Serving reads them); ``complete_only`` keeps those with a saved_model.pb."""
-    if not os.path.isdir(model_dir):
-        return []
-    return sorted(int(v) for v in os.listdir(model_dir) if v.isdigit() and (
-        not complete_only or os.path.isfile(os.path.join(model_dir, v, "saved_model.pb"))))
-
-
-def newest_keras_file(folder):
-    """The ``<name>-<version>.keras`` file of the highest version in an export
-    root, or None."""
-    def version(name):
-        tail = name[:-len(".keras")].rsplit("-", 1)[-1]
-        return int(tail) if tail.isdigit() else -1
-
-    names = sorted((f for f in os.listdir(folder) if f.endswith(".keras")), key=version) \
-        if os.path.isdir(folder) else []
-    return os.path.join(folder, names[-1]) if names else None
-
-
-def next_version(model_dir):
-    return max(version_numbers(model_dir), default=0) + 1
-
-
-def export_generator(generator, config, output, model_name="mlc", version=None):
-    """Writes the SavedModel version folder and the .keras file atomically.
-
-    Returns {"saved_model": path, "keras": path, "warmup": bool}.
-    """
-    import keras
-
-    from mlc_keras.config import to_json
-
-    model_dir = os.path.join(output, model_name)
-    os.makedirs(model_dir, exist_ok=True)
-    version = int(version) if version else next_version(model_dir)
-    if version <= 0:
-        raise ExportError(f"--version={version}: must be a positive integer")
-    final = os.path.join(model_dir, str(version))
-    if os.path.exists(final):
-        raise ExportError(f"{final} already exists; pick another --version (versions are immutable "
-                          "once a server may have loaded them)")
-    tmp = tempfile.mkdtemp(dir=model_dir, prefix=f".tmp-{version}-")
-    keras_path = os.path.join(output, f"{model_name}-{version}.keras")
-    keras_tmp = os.path.join(output, f".tmp-{model_name}-{version}.keras")
-    try:
-        archive = keras.export.ExportArchive()
-        archive.track(generator)
-        for name, (fn, spec) in serving_functions(generator).items():
-            archive.add_endpoint(name=name, fn=fn, input_signature=spec)
-        saved = os.path.join(tmp, "model")
-        archive.write_out(saved, verbose=False)
-        extra = os.path.join(saved, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        warm = _warmup_requests(model_name, generator.resolution, os.path.join(extra, WARMUP_FILE))
-        with open(os.path.join(extra, METADATA_FILE), "w") as f:
-            json.dump({"resolution": generator.resolution,
-                       "expressions": list(config.expressions),
-                       "levels": list(generator.levels),
-                       "signatures": list(SIGNATURES),
-                       "options": json.loads(to_json(config))}, f, indent=1)
-        generator.save(keras_tmp)
-        os.replace(saved, final)  # the version appears complete or not at all
-        os.replace(keras_tmp, keras_path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if os.path.exists(keras_tmp):
-            os.remove(keras_tmp)
-    return {"saved_model": final, "keras": keras_path, "warmup": warm}
-
-
-def load_generator(path):
-    """A Keras generator from a ``.keras`` file, an export folder (the
-    ``.keras`` file written beside the newest version) or a training workdir
-    (its newest checkpoint). ``model.predict([images, one_hot])[0]`` is the
-    final image."""
-    import keras
-
-    path = os.fspath(path)
-    if path.endswith(".keras") and os.path.isfile(path):
-        import mlc_keras.models  # noqa: F401  (registers the custom classes)
-
-        return keras.models.load_model(path)
-    if os.path.isfile(os.path.join(path, "options.json")):
-        return load_run_generator(path)[0]
-    newest = newest_keras_file(path)
-    if newest:
-        return load_generator(newest)
-    raise ExportError(f"{path}: not a .keras file, an export folder with one, or a training workdir")
+FLAGS_SPEC = (
+    ("workdir", "", "Training run folder to export from."),
+    ("output", "", "Export root: DIR/<model_name>/<version>/ is written."),
+    ("model_name", "mlc", "Model name (TF Serving's model name)."),
+    ("version", 0, "Version number (0: one above the newest present)."),
+    ("checkpoint", "", "A specific checkpoint (default: the newest)."),
+)
 
 
 def main(argv):
@@ -288,37 +27,17 @@ def main(argv):
     from mlc_keras.training.runtime import configure_cpu
 
     print(configure_cpu(), flush=True)
-    f = flags.FLAGS
-    from mlc_keras.errors import exit_on_user_error
+    from mlc_keras.inference.export import export_run
 
-    with exit_on_user_error():
-        if not f.workdir or not f.output:
-            raise ExportError("--workdir and --output are required")
-        generator, config = load_run_generator(f.workdir, f.checkpoint or None)
-        result = export_generator(generator, config, f.output, f.model_name, f.version or None)
-        print(f"SavedModel: {result['saved_model']}\nKeras file: {result['keras']}")
-        if not result["warmup"]:
-            print("note: tensorflow-serving-api is not installed; no warm-up requests written "
-                  "(pip install -e '.[serving]')")
+    f = flags.FLAGS
+    result = export_run(f.workdir, f.output, f.model_name, f.version or None, f.checkpoint or None)
+    print(f"SavedModel: {result['saved_model']}\nKeras file: {result['keras']}")
+    if not result["warmup"]:
+        print("note: tensorflow-serving-api is not installed; no warm-up requests written "
+              "(pip install -e '.[serving]')")
     return 0
 
 
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("workdir", "", "Training run folder to export from.")
-    flags.DEFINE_string("output", "", "Export root: DIR/<model_name>/<version>/ is written.")
-    flags.DEFINE_string("model_name", "mlc", "Model name (TF Serving's model name).")
-    flags.DEFINE_integer("version", 0, "Version number (0: one above the newest present).")
-    flags.DEFINE_string("checkpoint", "", "A specific checkpoint (default: the newest).")
-
-
 if __name__ == "__main__":
-    from absl import app
-
-    # Run the canonical module, so that its ExportError is the class that
-    # errors.exit_on_user_error recognises (not a copy in __main__).
-    from mlc_keras import export as _export
-
-    _export._define_flags()
-    app.run(_export.main)
+    config_lib.define_spec(FLAGS_SPEC)
+    errors.run(main)

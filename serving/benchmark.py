@@ -51,13 +51,13 @@ def main(argv=None):
     from serving_double import FakeModelServer
 
     model_dir = os.path.join(args.export, args.model_name)
-    from mlc_keras.export import version_numbers
+    from mlc_keras.inference.loading import METADATA_FILE, version_numbers
 
     versions = version_numbers(model_dir, complete_only=True)
     if not versions:
         sys.exit(f"error: no version folder under {model_dir}")
     path = os.path.join(model_dir, str(versions[-1]))
-    meta = json.load(open(os.path.join(path, "assets.extra", "mlc_keras.json")))
+    meta = json.load(open(os.path.join(path, "assets.extra", METADATA_FILE)))
     r = meta["resolution"]
     fn = tf.saved_model.load(path).signatures["serving_default"]
     rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, tiny_overrides
-from mlc_keras.compare import CompareError, compare_runs
+from mlc_keras.inference.compare import CompareError, compare_runs
 from mlc_keras.config import make_config
 from mlc_keras.training.loop import train
 
@@ -54,15 +54,15 @@ def test_runs_on_other_data_are_refused(two_runs, tmp_path):
 
 
 def test_london_grids_are_refused_inside_a_git_checkout(two_runs, monkeypatch):
-    from mlc_keras import evaluate
+    from mlc_keras.inference import loading
 
-    real_load = evaluate._load
+    real_load = loading.load_run
 
     def as_london(workdir):
         generator, config, checkpoint = real_load(workdir)
         return generator, dataclasses.replace(config, dataset="london"), checkpoint
 
-    monkeypatch.setattr(evaluate, "_load", as_london)
+    monkeypatch.setattr(loading, "load_run", as_london)
     with pytest.raises(CompareError, match="must not be committed"):
         compare_runs([str(two_runs / "a")], ["A"], os.path.join(REPO_ROOT, "docs", "x.png"))
     assert not os.path.exists(os.path.join(REPO_ROOT, "docs", "x.png"))

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from mlc_keras import export
+from mlc_keras.inference import export, loading
 from mlc_keras.training.build import build_generator
 from mlc_keras.config import make_config
 
@@ -164,6 +164,6 @@ def test_failed_export_leaves_no_version_folder(tmp_path, monkeypatch):
         export.export_generator(generator, config, str(tmp_path), "mlc", 1)
     assert os.listdir(tmp_path / "mlc") == []
     assert not os.path.exists(tmp_path / "mlc-1.keras")
-    with pytest.raises(export.ExportError, match="already exists"):
+    with pytest.raises(loading.ExportError, match="already exists"):
         os.makedirs(tmp_path / "mlc" / "2")
         export.export_generator(generator, config, str(tmp_path), "mlc", 2)

@@ -20,7 +20,7 @@ from PIL import Image
 pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
 requests = pytest.importorskip("requests")
 
-from mlc_keras import export  # noqa: E402
+from mlc_keras.inference import export, loading  # noqa: E402
 from mlc_keras.training.build import build_generator  # noqa: E402
 from mlc_keras.config import make_config  # noqa: E402
 from serving import client as client_lib  # noqa: E402
@@ -296,7 +296,7 @@ def test_cli(served, tmp_path):
     proc = _cli("--rest", server.rest_url, "status", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert [s["state"] for s in json.loads(proc.stdout)] == ["AVAILABLE", "AVAILABLE"]
-    meta_json = os.path.join(root, "mlc", "1", "assets.extra", export.METADATA_FILE)
+    meta_json = os.path.join(root, "mlc", "1", "assets.extra", loading.METADATA_FILE)
     proc = _cli("--rest", server.rest_url, "--format", "columnar", "--expressions_list",
                 meta_json, "predict", "--image", str(image), "--expression", "happy", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -17,7 +17,8 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import REPO_ROOT, london_dir  # the aligner fixture is in conftest too
-from mlc_keras import export, synthesize
+from mlc_keras import images
+from mlc_keras.inference import export, loading, synthesize
 from mlc_keras.training.build import build_generator
 from mlc_keras.config import make_config
 from mlc_keras.data import align
@@ -47,7 +48,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(exported):
-    return synthesize.load_model_for_synthesis(exported["keras"])
+    return loading.load_model_for_synthesis(exported["keras"])
 
 
 def london_photo(name="001_03.jpg"):
@@ -117,7 +118,7 @@ def test_every_model_form_loads_with_its_metadata(exported, tmp_path):
     ids = np.array([0, 1, 2], np.int32)
     outs = {}
     for what, path in forms.items():
-        m = synthesize.load_model_for_synthesis(path)
+        m = loading.load_model_for_synthesis(path)
         assert (m.resolution, m.expressions, m.import_resolution) == (R, ("neutral", "happy", "sad"),
                                                                       64), what
         outs[what] = m.generate(x, ids, batch_size=2)
@@ -125,17 +126,17 @@ def test_every_model_form_loads_with_its_metadata(exported, tmp_path):
     for what, out in outs.items():
         np.testing.assert_allclose(out, outs["keras beside export"], atol=1e-5, err_msg=what)
     # a lone .keras file: expressions from the model, the default import resolution
-    alone = synthesize.load_model_for_synthesis(exported["alone"])
+    alone = loading.load_model_for_synthesis(exported["alone"])
     assert alone.expressions == ("neutral", "happy", "sad") and alone.import_resolution == 256
     # an old file without expression names: the default vocabulary's first N
     old = Generator(resolution=R, num_classes=3, base_channels=4, downsamples=1, res_blocks=1)
     old.build_for_inputs().save(str(tmp_path / "old.keras"))
-    assert synthesize.load_model_for_synthesis(str(tmp_path / "old.keras")).expressions == EXPRESSIONS[:3]
-    with pytest.raises(synthesize.SynthesisError, match="does not exist"):
-        synthesize.load_model_for_synthesis(str(tmp_path / "missing.keras"))
+    assert loading.load_model_for_synthesis(str(tmp_path / "old.keras")).expressions == EXPRESSIONS[:3]
+    with pytest.raises(loading.SynthesisError, match="does not exist"):
+        loading.load_model_for_synthesis(str(tmp_path / "missing.keras"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(export.ExportError, match="not a .keras file"):
-        synthesize.load_model_for_synthesis(str(tmp_path / "empty"))
+    with pytest.raises(loading.ExportError, match="not a .keras file"):
+        loading.load_model_for_synthesis(str(tmp_path / "empty"))
 
 
 # ------------------------------------------------------------ real faces
@@ -163,8 +164,8 @@ def test_grid_one_face_two_expressions(aligner, model):
     # and the columns are the model's output for that input
     x = face.aligned[None].astype(np.float32) / 127.5 - 1
     expected = model.generate(np.repeat(x, 2, 0), [1, 2])
-    np.testing.assert_array_equal(happy, synthesize.to_uint8(expected[0]))
-    np.testing.assert_array_equal(sad, synthesize.to_uint8(expected[1]))
+    np.testing.assert_array_equal(happy, images.to_uint8(expected[0]))
+    np.testing.assert_array_equal(sad, images.to_uint8(expected[1]))
     assert not np.array_equal(happy, sad)
 
 
@@ -176,7 +177,7 @@ def test_paste_back_changes_only_the_face_region(aligner, model, tmp_path):
     assert sorted(os.path.basename(p) for p in written) == ["001_03_happy.png", "001_03_sad.png"]
     original = align.load_image(photo_path)
     face = result.faces[0]
-    # the blend ellipse of align.paste_back, in photo pixels
+    # the blend ellipse of faces.paste_back, in photo pixels
     h, w = original.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     inv = np.linalg.inv(face.matrix)
@@ -215,7 +216,7 @@ def test_saved_model_and_keras_give_the_same_result(aligner, exported):
     photo_path = london_photo()
     results = {}
     for what in ("saved_model", "keras"):
-        m = synthesize.load_model_for_synthesis(exported[what])
+        m = loading.load_model_for_synthesis(exported[what])
         results[what] = synthesize.synthesize_photo(m, photo_path, "all", aligner=aligner)
     a, b = results["saved_model"].faces[0], results["keras"].faces[0]
     np.testing.assert_array_equal(a.aligned, b.aligned)

@@ -1,0 +1,124 @@
+"""Faces of users' photos: aligned like the training crops, synthesized faces pasted back.
+
+May import data/align, data/pipeline and images; nothing of training/ or models/.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from mlc_keras.data import align
+from mlc_keras.data.align import _as_rgb_array, _shift, _warp
+
+__all__ = ["FaceResult", "paste_back", "prepare_face"]
+
+
+def prepare_face(photo, face, model):
+    """Aligns ``face`` of ``photo`` as the training crops were aligned.
+
+    The importers' crop (``align_face`` with the default eye layout at the
+    run's import resolution) is area-resized to R by the training
+    pipeline's ``square_resize``.
+
+    Returns:
+      (aligned uint8 [R, R, 3], matrix crop->photo (3, 3), crop size S).
+    """
+    import tensorflow as tf
+
+    from mlc_keras.data.pipeline import square_resize
+
+    size = model.import_resolution
+    crop, matrix = align.align_face(photo, face.left_eye, face.right_eye, size,
+                                    eye_y=align.DEFAULT_EYE_Y, eye_dist=align.DEFAULT_EYE_DIST)
+    aligned = square_resize(tf.constant(crop), model.resolution).numpy()
+    return aligned, matrix, size
+
+
+@dataclasses.dataclass(eq=False)
+class FaceResult:
+    """One synthesized face.
+
+    face: the detected ``align.Face``.
+    aligned: uint8 [R, R, 3], the model's input.
+    matrix: float64 (3, 3), aligned-crop coords (at ``crop_size``) -> photo coords.
+    crop_size: S, the side of the aligned crop ``matrix`` is made for.
+    synthesized: float32 [E, R, R, 3] in [-1, 1], one per requested expression.
+    outputs: {expression: uint8 [R, R, 3]}.
+    """
+
+    face: object
+    aligned: np.ndarray
+    matrix: np.ndarray
+    crop_size: int
+    synthesized: np.ndarray
+    outputs: dict
+
+
+def _smoothstep(t):
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def paste_back(original, face, matrix, feather=0.08, ellipse=(0.5, 0.56, 0.40, 0.48), crop_size=None):
+    """Blends an (edited) aligned face back into its photo.
+
+    Args:
+      original: uint8 (H, W, 3), the photo the crop was aligned from.
+      face: uint8 (S', S', 3), the new face in aligned coordinates (may have
+        another resolution than the crop ``matrix`` was made for).
+      matrix: (3, 3) or (2, 3), crop coords -> photo coords, from
+        ``align_face``.
+      feather: width of the soft edge as a fraction of the ellipse radius
+        (0 = hard edge).
+      ellipse: (cx, cy, rx, ry) of the blend mask as fractions of the crop
+        size; the default covers forehead to chin for the default eye layout.
+      crop_size: S the matrix was made for (default S').
+
+    Returns:
+      uint8 (H, W, 3): a new array; ``original`` is untouched.
+    """
+    photo = _as_rgb_array(original, "original")
+    new_face = _as_rgb_array(face, "face")
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape == (2, 3):
+        m = np.vstack([m, [0.0, 0.0, 1.0]])
+    if m.shape != (3, 3):
+        raise ValueError(f"matrix must be (3, 3) or (2, 3), got {m.shape}")
+    fs = new_face.shape[0]
+    if new_face.shape[1] != fs:
+        raise ValueError(f"face must be square, got {new_face.shape}")
+    size = float(crop_size or fs)
+    # Face-pixel coords -> crop coords -> photo coords.
+    k = size / fs
+    face_to_photo = m @ _shift(0.5 * k - 0.5, 0.5 * k - 0.5) @ np.diag([k, k, 1.0])
+    h, w = photo.shape[:2]
+    corners = np.array([[-0.5, -0.5, 1], [fs - 0.5, -0.5, 1], [-0.5, fs - 0.5, 1],
+                        [fs - 0.5, fs - 0.5, 1]], dtype=np.float64).T
+    mapped = (face_to_photo @ corners)[:2]
+    x0 = max(int(np.floor(mapped[0].min())), 0)
+    x1 = min(int(np.ceil(mapped[0].max())) + 1, w)
+    y0 = max(int(np.floor(mapped[1].min())), 0)
+    y1 = min(int(np.ceil(mapped[1].max())) + 1, h)
+    result = photo.copy()
+    if x0 >= x1 or y0 >= y1:
+        return result
+    photo_to_face = np.linalg.inv(face_to_photo)
+    region_to_face = photo_to_face @ _shift(x0, y0)
+    bw, bh = x1 - x0, y1 - y0
+    warped = _warp(new_face, region_to_face, bw, bh, border="edge").astype(np.float32)
+    # Soft elliptical mask evaluated analytically in normalised face coords.
+    ys, xs = np.mgrid[0:bh, 0:bw].astype(np.float64)
+    fx = region_to_face[0, 0] * xs + region_to_face[0, 1] * ys + region_to_face[0, 2]
+    fy = region_to_face[1, 0] * xs + region_to_face[1, 1] * ys + region_to_face[1, 2]
+    u, v = (fx + 0.5) / fs, (fy + 0.5) / fs
+    cx, cy, rx, ry = ellipse
+    r = np.sqrt(((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2)
+    if feather and feather > 0:
+        mask = _smoothstep((1.0 - r) / float(feather))
+    else:
+        mask = (r <= 1.0).astype(np.float64)
+    mask = mask.astype(np.float32)[:, :, None]
+    base = result[y0:y1, x0:x1].astype(np.float32)
+    blended = base * (1.0 - mask) + warped * mask
+    result[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return result

@@ -1,0 +1,316 @@
+"""Every way to load a trained generator, once; and the one batched generator call.
+
+May import models/, config, images, errors, expressions and
+``mlc_keras.training.checkpoints`` (to load a run folder); nothing else of
+training/. TensorFlow is imported inside the functions, so importing this
+module stays cheap (commands configure the CPU first).
+
+    load_generator(path)            Keras generator: .keras file, export root, run folder
+    load_run(workdir)               (generator, config, checkpoint) of a run folder
+    load_model_for_synthesis(path)  SynthesisModel: the above or a SavedModel (version) folder
+    generate(generator, images, ids, batch_size)   final-level images, batched
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from mlc_keras.errors import UserError
+from mlc_keras.expressions import EXPRESSIONS
+from mlc_keras.images import read_json
+
+METADATA_FILE = "mlc_keras.json"  # in <export>/<name>/<version>/assets.extra/
+DEFAULT_IMPORT_RESOLUTION = 256
+
+
+class ExportError(UserError, ValueError):
+    """The workdir, the model path or the export output cannot be used; the message says why."""
+
+
+class SynthesisError(UserError, ValueError):
+    """A model, input or output path cannot be used; the message says why."""
+
+
+# ----------------------------------------------------------------- export folders
+
+
+def version_numbers(model_dir, complete_only=False):
+    """Sorted version numbers under ``DIR/<name>/`` (numeric folder names, as
+    TF Serving reads them); ``complete_only`` keeps those with a saved_model.pb."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(v) for v in os.listdir(model_dir) if v.isdigit() and (
+        not complete_only or os.path.isfile(os.path.join(model_dir, v, "saved_model.pb"))))
+
+
+def newest_keras_file(folder):
+    """The ``<name>-<version>.keras`` file of the highest version in an export
+    root, or None."""
+    def version(name):
+        tail = name[:-len(".keras")].rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+
+    names = sorted((f for f in os.listdir(folder) if f.endswith(".keras")), key=version) \
+        if os.path.isdir(folder) else []
+    return os.path.join(folder, names[-1]) if names else None
+
+
+# ----------------------------------------------------------------- Keras generators
+
+
+def load_generator(path):
+    """A Keras generator from a ``.keras`` file, an export folder (the
+    ``.keras`` file written beside the newest version) or a training workdir
+    (its newest checkpoint). ``model.predict([images, one_hot])[0]`` is the
+    final image."""
+    import keras
+
+    from mlc_keras.training.checkpoints import load_run_generator
+
+    path = os.fspath(path)
+    if path.endswith(".keras") and os.path.isfile(path):
+        import mlc_keras.models  # noqa: F401  (registers the custom classes)
+
+        return keras.models.load_model(path)
+    if os.path.isfile(os.path.join(path, "options.json")):
+        return load_run_generator(path)[0]
+    newest = newest_keras_file(path)
+    if newest:
+        return load_generator(newest)
+    raise ExportError(f"{path}: not a .keras file, an export folder with one, or a training workdir")
+
+
+def load_run(workdir):
+    """(generator, config, checkpoint path) of a training run folder's newest
+    checkpoint; ``config.workdir`` is the folder given (the run may have been
+    moved). Raises ``training.checkpoints.RunFolderError`` naming the folder."""
+    import tensorflow as tf
+
+    from mlc_keras.training.checkpoints import RunFolderError, load_run_generator
+
+    if not workdir:
+        raise RunFolderError("--workdir is required")
+    if not os.path.isdir(workdir):
+        raise RunFolderError(f"--workdir={workdir}: no such folder")
+    if not os.path.isfile(os.path.join(workdir, "options.json")):
+        raise RunFolderError(f"--workdir={workdir}: no options.json; is it a training run folder?")
+    checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    if not checkpoint:
+        raise RunFolderError(f"--workdir={workdir}: no checkpoint yet; train first")
+    generator, config = load_run_generator(workdir, checkpoint)
+    return generator, dataclasses.replace(config, workdir=os.path.abspath(workdir)), checkpoint
+
+
+def _batched(fn, images, ids, batch_size):
+    """``fn(images[i:i + b], ids[i:i + b])`` over the whole batch, concatenated (float32)."""
+    batch_size = max(1, int(batch_size))
+    chunks = [np.asarray(fn(images[i:i + batch_size], ids[i:i + batch_size]), np.float32)
+              for i in range(0, images.shape[0], batch_size)]
+    return np.concatenate(chunks, 0) if chunks else np.zeros((0,) + images.shape[1:], np.float32)
+
+
+def generate(generator, images, ids, batch_size=64):
+    """The final decoder level of a Keras generator for ``images[i]`` with
+    expression ``ids[i]``, ``batch_size`` images per call.
+
+    Args:
+      images: float [B, R, R, 3] in [-1, 1].
+      ids: int [B], ids into the generator's expressions.
+
+    Returns:
+      np.ndarray float32 [B, R, R, 3] in [-1, 1].
+    """
+    import tensorflow as tf
+
+    n = int(generator.num_classes)
+
+    def call(x, i):
+        return generator((tf.constant(x, tf.float32), tf.one_hot(i, n)), training=False)[0]
+
+    return _batched(call, np.asarray(images, np.float32), np.asarray(ids, np.int32).reshape(-1),
+                    batch_size)
+
+
+# ----------------------------------------------------------------- synthesis models
+
+
+class SynthesisModel:
+    """A generator ready for synthesis, whatever it was loaded from.
+
+    Attributes:
+      resolution: R, the side of the model's input and output images.
+      expressions: tuple of class names in id order.
+      import_resolution: side of the aligned crop a training photo was cut
+        at before being area-resized to R (run option ``import_resolution``).
+      dataset: the run's ``dataset`` option when known ("synthetic",
+        "london", "manifest"), else None.
+      source: a description of what was loaded (for messages).
+    """
+
+    def __init__(self, fn, resolution, expressions, import_resolution=DEFAULT_IMPORT_RESOLUTION,
+                 dataset=None, source=""):
+        self._fn = fn
+        self.resolution = int(resolution)
+        self.expressions = tuple(expressions)
+        self.import_resolution = int(import_resolution)
+        self.dataset = dataset
+        self.source = source
+
+    @property
+    def num_classes(self):
+        return len(self.expressions)
+
+    def __repr__(self):
+        return (f"SynthesisModel({self.source!r}, resolution={self.resolution}, "
+                f"expressions={self.expressions}, import_resolution={self.import_resolution})")
+
+    def generate(self, images, ids, batch_size=8):
+        """Synthesizes ``images[i]`` with expression ``ids[i]``.
+
+        Args:
+          images: float [B, R, R, 3] in [-1, 1].
+          ids: int [B], ids into ``expressions``.
+          batch_size: images per model call.
+
+        Returns:
+          np.ndarray float32 [B, R, R, 3] in [-1, 1] (the final decoder level).
+        """
+        images = np.asarray(images, np.float32)
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        r = self.resolution
+        if images.ndim != 4 or images.shape[1:] != (r, r, 3):
+            raise ValueError(f"images: expected [batch, {r}, {r}, 3], got {images.shape}")
+        if ids.shape[0] != images.shape[0]:
+            raise ValueError(f"ids: {ids.shape[0]} ids for {images.shape[0]} images")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_classes):
+            raise ValueError(f"ids must lie in [0, {self.num_classes - 1}], got {ids.tolist()}")
+        return _batched(self._fn, images, ids, batch_size)
+
+
+def _read_metadata(path):
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as e:
+        raise SynthesisError(f"{path}: unreadable metadata ({e})") from e
+
+
+def _synthesis_model(fn, resolution, names, options, source):
+    options = options or {}
+    return SynthesisModel(fn, resolution, names,
+                          import_resolution=options.get("import_resolution", DEFAULT_IMPORT_RESOLUTION),
+                          dataset=options.get("dataset"), source=source)
+
+
+def _keras_model(generator, options, source, metadata=None):
+    import tensorflow as tf
+
+    r, n = int(generator.resolution), int(generator.num_classes)
+    names = (getattr(generator, "expressions", None) or (metadata or {}).get("expressions")
+             or (options or {}).get("expressions") or EXPRESSIONS[:n])
+    names = tuple(names)
+    if len(names) != n:
+        names = tuple(EXPRESSIONS[:n])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, r, r, 3], tf.float32),
+                                  tf.TensorSpec([None], tf.int32)])
+    def run(images, ids):
+        return generator((images, tf.one_hot(ids, n, dtype=tf.float32)), training=False)[0]
+
+    def fn(images, ids):
+        return run(tf.constant(images), tf.constant(ids)).numpy()
+
+    return _synthesis_model(fn, r, names, options, source)
+
+
+def _saved_model(path):
+    import tensorflow as tf
+
+    meta_path = os.path.join(path, "assets.extra", METADATA_FILE)
+    if not os.path.isfile(meta_path):
+        raise SynthesisError(f"--model={path}: a SavedModel without assets.extra/{METADATA_FILE}, "
+                             "so its resolution and expressions are unknown; use the .keras file "
+                             "written beside the export")
+    meta = _read_metadata(meta_path)
+    try:
+        resolution = int(meta["resolution"])
+        names = tuple(meta["expressions"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise SynthesisError(f"{meta_path}: lacks resolution / expressions ({e})") from e
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as e:  # noqa: BLE001 - a broken folder is the user's input
+        raise SynthesisError(f"--model={path}: cannot load the SavedModel ({e})") from e
+    if "serving_default" not in loaded.signatures:
+        raise SynthesisError(f"--model={path}: the SavedModel has no serving_default signature")
+    signature = loaded.signatures["serving_default"]
+
+    def fn(images, ids):
+        out = signature(images=tf.constant(images, tf.float32), expressions=tf.constant(ids, tf.int32))
+        return out["images"].numpy()
+
+    model = _synthesis_model(fn, resolution, names, meta.get("options"), path)
+    model._loaded = loaded  # keeps the restored objects alive
+    return model
+
+
+def _export_metadata_for(keras_path):
+    """The export's metadata for ``<dir>/<name>-<version>.keras``: the json in
+    ``<dir>/<name>/<version>/assets.extra/``, or None."""
+    base = os.path.basename(keras_path)[:-len(".keras")]
+    if "-" not in base:
+        return None
+    name, version = base.rsplit("-", 1)
+    path = os.path.join(os.path.dirname(os.path.abspath(keras_path)), name, version,
+                        "assets.extra", METADATA_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return _read_metadata(path)
+    except SynthesisError:
+        return None
+
+
+def _load_keras_file(path):
+    try:
+        generator = load_generator(path)
+    except (ValueError, OSError, TypeError) as e:
+        raise SynthesisError(f"--model={path}: cannot load the Keras file ({e})") from e
+    meta = _export_metadata_for(path)
+    return _keras_model(generator, (meta or {}).get("options"), path, meta)
+
+
+def load_model_for_synthesis(path):
+    """A ``SynthesisModel`` from anything ``load_generator`` accepts (a
+    ``.keras`` file, an export folder, a training workdir), a SavedModel
+    version folder ``DIR/<name>/<version>/`` or a model folder ``DIR/<name>/``
+    (its newest version).
+
+    Raises:
+      SynthesisError / ExportError / config.ConfigError naming the path.
+    """
+    from mlc_keras.training.checkpoints import load_run_generator
+
+    path = os.fspath(path)
+    if not path:
+        raise SynthesisError("--model is required (a .keras file, an export folder, a SavedModel "
+                             "version folder or a training workdir)")
+    if not os.path.exists(path):
+        raise SynthesisError(f"--model={path}: does not exist")
+    if os.path.isfile(path):
+        if not path.endswith(".keras"):
+            raise SynthesisError(f"--model={path}: a file, but not a .keras file")
+        return _load_keras_file(path)
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return _saved_model(path)
+    if os.path.isfile(os.path.join(path, "options.json")):
+        generator, config = load_run_generator(path)
+        return _keras_model(generator, dataclasses.asdict(config), path)
+    newest = newest_keras_file(path)
+    if newest:  # the export root: the .keras file of the newest version
+        return _load_keras_file(newest)
+    versions = version_numbers(path, complete_only=True)
+    if versions:
+        return _saved_model(os.path.join(path, str(versions[-1])))
+    raise ExportError(f"--model={path}: not a .keras file, an export folder, a SavedModel "
+                      "(version) folder or a training workdir")

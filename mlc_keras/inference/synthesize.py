@@ -1,0 +1,430 @@
+"""The synthesis library: photos -> aligned faces -> every requested expression -> PNGs.
+
+May import inference/loading and inference/faces, data/align, images, errors,
+expressions; nothing of training/ (models load through ``loading``).
+
+--output layout (what ``save_result`` / ``run_synthesis`` write): default
+grid: a PNG per photo, one row per face: [aligned input | one column per
+expression], 2 px white gaps. With paste_back: one photo per expression,
+each synthesized face warped back and soft-blended into the original photo.
+Single photo: the grid file (default ``<photo dir>/<stem>_grid.png``) or,
+with paste_back, a folder (default the photo's folder) of
+``<stem>_<expression>.png``. Folder input: a folder (default
+``<input>_synth``) of ``<stem>_grid.png`` / ``<stem>_<expression>.png``.
+
+Faces are framed exactly like the training crops: the same dlib detector and
+eye alignment as the importers (``mlc_keras.data.align``, default eye
+layout), at the run's ``import_resolution`` (256 unless the run options say
+otherwise), then area-resized to the model resolution with the training
+pipeline's ``square_resize``.
+
+A folder is processed photo by photo with a progress bar on stderr; a photo
+that cannot be used (unreadable, corrupt, not an image, a decompression bomb,
+no face) is reported and skipped, and a summary ends the run.
+
+Library use::
+
+    from mlc_keras.inference.loading import load_model_for_synthesis
+    from mlc_keras.inference.synthesize import synthesize_photo
+    model = load_model_for_synthesis("exports/mlc-1.keras")
+    result = synthesize_photo(model, "me.jpg", ["happy", "sad"])
+    result.grid()                       # uint8 [H, W, 3]
+    result.faces[0].outputs["happy"]    # uint8 [R, R, 3]
+    result.pasted("happy")              # the photo with the new face pasted in
+"""
+
+import collections
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+from mlc_keras.data import align
+from mlc_keras.expressions import UnknownExpressionError, canonical_expression
+from mlc_keras.images import to_float, to_uint8, write_png_atomic
+from mlc_keras.inference.faces import FaceResult, prepare_face
+from mlc_keras.inference.faces import paste_back as paste_face_back
+from mlc_keras.inference.loading import SynthesisError, SynthesisModel, load_model_for_synthesis
+
+__all__ = [
+    "FACE_MODES",
+    "SynthesisResult",
+    "list_photos",
+    "make_grid",
+    "resolve_expressions",
+    "run_synthesis",
+    "save_result",
+    "synthesize_photo",
+]
+
+FACE_MODES = ("largest", "all")
+GRID_GAP = 2
+GRID_BACKGROUND = 255
+
+
+
+def resolve_expressions(requested, vocabulary):
+    """``"happy,sad"``, ``"all"`` or a list of names -> the model's class
+    names, in the order given, without repeats.
+
+    A name matches a class of the model exactly (any case) or through the
+    data-set spellings of ``mlc_keras.expressions`` ("smiling" -> "happy").
+
+    Raises:
+      UnknownExpressionError naming the unknown name and this model's classes.
+    """
+    vocabulary = tuple(vocabulary)
+    if isinstance(requested, str):
+        if requested.strip().lower() == "all":
+            return list(vocabulary)
+        requested = requested.split(",")
+    names = [str(n).strip() for n in requested if str(n).strip()]
+    known = ", ".join(vocabulary)
+    if not names:
+        raise UnknownExpressionError(f"--expressions: empty; give names from this model's "
+                                     f"expressions ({known}) or 'all'")
+    lower = {v.lower(): v for v in vocabulary}
+    out = []
+    for name in names:
+        match = lower.get(name.lower())
+        if match is None:
+            try:
+                canonical = canonical_expression(name)
+            except UnknownExpressionError:
+                canonical = None
+            match = canonical if canonical in vocabulary else None
+        if match is None:
+            raise UnknownExpressionError(
+                f"--expressions: unknown expression {name!r}; this model's expressions are: "
+                f"{known} (or 'all')")
+        if match not in out:
+            out.append(match)
+    return out
+
+
+@dataclasses.dataclass(eq=False)
+class SynthesisResult:
+    """Everything synthesized from one photo.
+
+    source: the photo's path (or "array").
+    photo: uint8 [H, W, 3], the loaded photo (EXIF orientation applied).
+    expressions: the expression names, in column order.
+    faces: [FaceResult], largest face first.
+    ignored_faces: faces found but not used (``faces="largest"``).
+    paste_back: which output ``images()`` yields (and ``save_result`` writes).
+    """
+
+    source: str
+    photo: np.ndarray
+    expressions: list
+    faces: list
+    ignored_faces: int = 0
+    paste_back: bool = False
+
+    def grid(self, gap=GRID_GAP, background=GRID_BACKGROUND):
+        """uint8 grid: per face a row [aligned input, one column per expression]."""
+        rows = [[f.aligned] + [f.outputs[e] for e in self.expressions] for f in self.faces]
+        return make_grid(rows, gap=gap, background=background)
+
+    def pasted(self, expression):
+        """uint8 [H, W, 3]: the photo with every face replaced by its
+        ``expression`` version (upsampled to the aligned crop size, warped
+        back and soft-blended by ``faces.paste_back``)."""
+        from PIL import Image
+
+        if expression not in self.expressions:
+            raise KeyError(f"{expression!r} was not synthesized (have: {', '.join(self.expressions)})")
+        out = self.photo
+        for f in self.faces:
+            face = f.outputs[expression]
+            if face.shape[0] != f.crop_size:
+                face = np.asarray(Image.fromarray(face).resize((f.crop_size, f.crop_size),
+                                                               Image.BICUBIC))
+            out = paste_face_back(out, face, f.matrix, crop_size=f.crop_size)
+        return out
+
+    def images(self):
+        """Yields (suffix, uint8 image): ("grid", grid) or, with paste_back,
+        (expression, pasted photo) per expression, computed one at a time."""
+        if not self.paste_back:
+            yield "grid", self.grid()
+            return
+        for expression in self.expressions:
+            yield expression, self.pasted(expression)
+
+
+def make_grid(rows, gap=GRID_GAP, background=GRID_BACKGROUND):
+    """Tiles equally sized uint8 images: ``rows[i][j]`` goes to row i,
+    column j, with ``gap`` pixels of ``background`` between tiles (none
+    around the border). Short rows are padded with background."""
+    rows = [list(r) for r in rows]
+    if not rows or not any(rows):
+        raise ValueError("make_grid: no images")
+    tiles = [np.asarray(t) for r in rows for t in r]
+    h, w = tiles[0].shape[:2]
+    if any(t.shape != tiles[0].shape for t in tiles):
+        raise ValueError(f"make_grid: tiles differ in shape: {sorted({t.shape for t in tiles})}")
+    cols = max(len(r) for r in rows)
+    grid = np.full((len(rows) * h + (len(rows) - 1) * gap, cols * w + (cols - 1) * gap)
+                   + tiles[0].shape[2:], background, np.uint8)
+    for i, row in enumerate(rows):
+        for j, tile in enumerate(row):
+            y, x = i * (h + gap), j * (w + gap)
+            grid[y:y + h, x:x + w] = tile
+    return grid
+
+
+def synthesize_photo(model, photo_path, expressions, faces="largest", paste_back=False,
+                     aligner=None, batch_size=8, max_pixels=align.DEFAULT_MAX_PIXELS):
+    """Detects, aligns and synthesizes the faces of one photo.
+
+    Args:
+      model: a ``SynthesisModel`` (or anything ``load_model_for_synthesis`` takes).
+      photo_path: an image file, or a uint8 [H, W, 3] array.
+      expressions: "happy,sad", "all" or a list of names.
+      faces: "largest" (the largest face; ``ignored_faces`` counts the rest)
+        or "all".
+      paste_back: what ``result.images()`` yields (grid or pasted photos).
+      aligner: an ``align.FaceAligner`` (default: the shared one).
+      batch_size: images per model call.
+      max_pixels: decompression-bomb limit of ``align.load_image``.
+
+    Returns:
+      SynthesisResult.
+
+    Raises:
+      align.ImageError (unreadable, corrupt, too large, not an image),
+      align.NoFaceError, UnknownExpressionError, align.MissingDependencyError.
+    """
+    if faces not in FACE_MODES:
+        raise SynthesisError(f"--faces={faces}: expected one of {', '.join(FACE_MODES)}")
+    if not isinstance(model, SynthesisModel):
+        model = load_model_for_synthesis(model)
+    names = resolve_expressions(expressions, model.expressions)
+    if isinstance(photo_path, np.ndarray):
+        source, photo = "array", align._as_rgb_array(photo_path, "photo")
+    else:
+        source = os.fspath(photo_path)
+        photo = align.load_image(source, max_pixels=max_pixels)
+    aligner = aligner or align.get_default_aligner()
+    found = aligner.detect(photo)
+    if not found:
+        h, w = photo.shape[:2]
+        raise align.NoFaceError(f"no face found in {source!r} ({w}x{h}); use a front-facing photo "
+                                "in which the face is at least ~80 pixels wide", source)
+    used = found if faces == "all" else found[:1]
+    prepared = []
+    for face in used:
+        try:
+            prepared.append(prepare_face(photo, face, model))
+        except ValueError as e:
+            raise align.ImageError(f"{source!r}: cannot align a face ({e})", source) from e
+    ids = [model.expressions.index(n) for n in names]
+    e = len(ids)
+    inputs = to_float(np.stack([p[0] for p in prepared]))
+    out = model.generate(np.repeat(inputs, e, axis=0), np.tile(ids, len(prepared)), batch_size)
+    out = out.reshape((len(prepared), e) + out.shape[1:])
+    results = []
+    for face, (aligned, matrix, size), synthesized in zip(used, prepared, out):
+        pixels = to_uint8(synthesized)
+        results.append(FaceResult(face, aligned, matrix, size, synthesized,
+                                  {n: pixels[k] for k, n in enumerate(names)}))
+    return SynthesisResult(source, photo, names, results, len(found) - len(used), bool(paste_back))
+
+
+
+# ----------------------------------------------------------------- output
+
+
+def save_result(result, output, stem):
+    """Writes a result; returns the paths written.
+
+    Grid: ``output`` is the PNG file, or an existing folder (``<stem>_grid.png``
+    inside). Paste back: ``output`` is a folder of ``<stem>_<expression>.png``.
+    """
+    output = os.fspath(output)
+    written = []
+    if not result.paste_back:
+        path = output
+        if os.path.isdir(output) or output.endswith(os.sep):
+            path = os.path.join(output, f"{stem}_grid.png")
+        elif os.path.splitext(output)[1].lower() != ".png":
+            raise SynthesisError(f"--output={output}: the grid is a PNG; give a .png file name "
+                                 "or an existing folder")
+        for _, image in result.images():
+            write_png_atomic(path, image)
+            written.append(path)
+        return written
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise SynthesisError(f"--output={output}: with --paste_back the output is a folder "
+                             "(one <stem>_<expression>.png per expression), but this is a file")
+    for expression, image in result.images():
+        path = os.path.join(output, f"{stem}_{expression}.png")
+        write_png_atomic(path, image)
+        written.append(path)
+    return written
+
+
+def list_photos(folder):
+    """The files of ``folder`` to try, sorted (not recursive, no hidden
+    files); each is tried, so a non-image is reported rather than ignored."""
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                  if not n.startswith(".") and os.path.isfile(os.path.join(folder, n)))
+
+
+def _stems(paths):
+    """Output stems: the file name without extension, or with the
+    extension folded in (``a_jpg``) where two files share a stem."""
+    base = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    counts = collections.Counter(base)
+    return [b if counts[b] == 1 else os.path.basename(p).replace(".", "_")
+            for p, b in zip(paths, base)]
+
+
+def _reason(error):
+    """A short category for the summary line."""
+    if isinstance(error, align.NoFaceError):
+        return "no face"
+    text = str(error)
+    for needle, label in (("decompression bomb", "too large"), ("not a readable image", "not an image"),
+                          ("corrupt or truncated", "corrupt"), ("does not exist", "missing"),
+                          ("cannot align", "cannot align")):
+        if needle in text:
+            return label
+    return "unreadable"
+
+
+class _Progress:
+    """``\\r[#####     ] 3/10 name`` on a stream; messages get their own lines."""
+
+    def __init__(self, total, stream, width=24):
+        self.total, self.stream, self.width = total, stream, width
+        self.done, self._last = 0, ""
+
+    def _draw(self, name=""):
+        filled = int(self.width * self.done / max(1, self.total))
+        line = f"[{'#' * filled}{' ' * (self.width - filled)}] {self.done}/{self.total}"
+        if name:
+            line += f" {name}"[:60]
+        self.stream.write("\r" + line.ljust(len(self._last)))
+        self.stream.flush()
+        self._last = line
+
+    def message(self, text):
+        if self._last:
+            self.stream.write("\r" + " " * len(self._last) + "\r")
+            self._last = ""
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def step(self, name=""):
+        self.done += 1
+        self._draw(name)
+
+    def start(self):
+        self._draw()
+
+    def close(self):
+        if self._last:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._last = ""
+
+
+def _ignored_note(result):
+    if not result.ignored_faces:
+        return None
+    return (f"note: {result.source}: {result.ignored_faces + 1} faces found; used the largest, "
+            f"ignored {result.ignored_faces} (--faces=all uses every face)")
+
+
+def run_synthesis(model, input, expressions="all", output=None, paste_back=False, faces="largest",
+                  batch_size=8, aligner=None, stdout=None, stderr=None):
+    """The command: one photo or a folder of photos -> PNG files.
+
+    Returns the exit code: 0 when at least one photo was written, 2 when a
+    folder held no usable photo. A single photo that cannot be used raises
+    (``align.ImageError``, ``NoFaceError``); so do bad arguments
+    (``SynthesisError``, ``UnknownExpressionError``, ``ExportError``).
+    """
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    if faces not in FACE_MODES:
+        raise SynthesisError(f"--faces={faces}: expected one of {', '.join(FACE_MODES)}")
+    if int(batch_size) < 1:
+        raise SynthesisError(f"--batch_size={batch_size}: must be at least 1")
+    if not input:
+        raise SynthesisError("--input is required (a photo or a folder of photos)")
+    input = os.fspath(input)
+    if not os.path.exists(input):
+        raise SynthesisError(f"--input={input}: does not exist")
+    folder = os.path.isdir(input)
+    if folder:
+        photos = list_photos(input)
+        if not photos:
+            raise SynthesisError(f"--input={input}: the folder holds no files")
+        out_dir = os.fspath(output) if output else input.rstrip(os.sep) + "_synth"
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise SynthesisError(f"--output={out_dir}: for a folder of photos the output is a "
+                                 "folder, but this is a file")
+        if os.path.abspath(out_dir) == os.path.abspath(input):
+            raise SynthesisError(f"--output={out_dir}: is the input folder; outputs would mix with "
+                                 "the photos")
+    if not isinstance(model, SynthesisModel):
+        model = load_model_for_synthesis(model)
+    names = resolve_expressions(expressions, model.expressions)
+    if model.dataset == "synthetic":
+        print(f"note: {model.source} was trained on the synthetic data set; real photos are "
+              "outside what it has seen", file=stderr, flush=True)
+    aligner = aligner or align.get_default_aligner()
+
+    def one(path):
+        return synthesize_photo(model, path, names, faces=faces, paste_back=paste_back,
+                                aligner=aligner, batch_size=batch_size)
+
+    if not folder:
+        stem = os.path.splitext(os.path.basename(input))[0]
+        target = output or (os.path.dirname(os.path.abspath(input)) if paste_back else
+                            os.path.join(os.path.dirname(os.path.abspath(input)), f"{stem}_grid.png"))
+        result = one(input)
+        note = _ignored_note(result)
+        if note:
+            print(note, file=stderr, flush=True)
+        for path in save_result(result, target, stem):
+            print(f"wrote {path}", file=stdout, flush=True)
+        return 0
+
+    os.makedirs(out_dir, exist_ok=True)
+    progress = _Progress(len(photos), stderr)
+    progress.start()
+    done, skipped, faces_done = 0, [], 0
+    try:
+        for path, stem in zip(photos, _stems(photos)):
+            name = os.path.basename(path)
+            try:
+                result = one(path)
+            except align.ImageError as e:
+                skipped.append((name, _reason(e)))
+                progress.message(f"skipped {name}: {e}")
+            else:
+                save_result(result, out_dir, stem)
+                done += 1
+                faces_done += len(result.faces)
+                note = _ignored_note(result)
+                if note:
+                    progress.message(note)
+            progress.step(name)
+    finally:
+        progress.close()
+    summary = (f"processed {done} photo(s) ({faces_done} face(s)) -> {out_dir}; "
+               f"skipped {len(skipped)}")
+    if skipped:
+        summary += ": " + ", ".join(f"{n} ({r})" for n, r in skipped)
+    print(summary, file=stderr if not done else stdout, flush=True)
+    if not done:
+        print(f"error: none of the {len(photos)} file(s) in {input} could be used", file=stderr,
+              flush=True)
+        return 2
+    return 0
+

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, tiny_overrides
+from tiny import REPO_ROOT, tiny_overrides
 from mlc_keras.inference.compare import CompareError, compare_runs
 from mlc_keras.config import make_config
 from mlc_keras.training.loop import train

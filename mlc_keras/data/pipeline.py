@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from mlc_keras.data.manifest import ManifestError, cache_dir_for  # noqa: F401 (for training/loop.py, until it uses data.prepare)
+from mlc_keras.data.manifest import ManifestError
 from mlc_keras.images import tf_to_float
 
 

@@ -9,7 +9,6 @@ Run folder (``config.workdir``):
   samples/          step_XXXXXXX.png sample grids (+ ATTRIBUTION.txt for London)
 """
 
-import dataclasses
 import json
 import logging
 import os
@@ -18,21 +17,16 @@ import time
 import tensorflow as tf
 
 from mlc_keras import config as config_lib
+from mlc_keras.data import pipeline
+from mlc_keras.data.prepare import prepare_data
 from mlc_keras.errors import UserError
+from mlc_keras.images import read_json, write_text_atomic
 from mlc_keras.training.build import build_gan
 from mlc_keras.training.callbacks import NaNGuard, PeriodicCheckpoint, SampleGrid, ScalarSummaries
-from mlc_keras.data import pipeline
-from mlc_keras.data.manifest import ManifestError, read_manifest
 from mlc_keras.training.checkpoints import make_checkpoint, restore_latest
-from mlc_keras.images import read_json, write_text_atomic
 from mlc_keras.training.runtime import make_strategy, split_cpu
 
 log = logging.getLogger("mlc_keras")
-
-LONDON_ATTRIBUTION = (
-    "Faces from the Face Research Lab London Set: DeBruine, L., & Jones, B. (2017). "
-    "Face Research Lab London Set (Version 5). figshare. "
-    "https://doi.org/10.6084/m9.figshare.5047666.v5 (CC BY 4.0)")
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -41,69 +35,6 @@ class TrainingDiverged(UserError, RuntimeError):
 
 class WorkdirError(UserError, ValueError):
     """The workdir holds a run that this config cannot continue."""
-
-
-@dataclasses.dataclass
-class PreparedData:
-    train_pairs: pipeline.PairSet
-    train_images: object  # uint8 [N, R, R, 3]
-    test_pairs: pipeline.PairSet
-    test_images: object
-    train_subjects: tuple
-    test_subjects: tuple
-    skipped_subjects: tuple
-    skipped_images: int
-    attribution: str = None
-
-
-def manifest_for(config):
-    """Runs the importer that ``--dataset`` names; returns a manifest path."""
-    cache = pipeline.cache_dir_for(config)
-    if config.dataset == "synthetic":
-        from mlc_keras.data.synthetic import write_synthetic_dataset
-
-        size = config.synthetic_resolution or config.resolution
-        out = os.path.join(cache, f"synthetic_{config.synthetic_subjects}x{size}_seed{config.seed}")
-        return write_synthetic_dataset(out, config.synthetic_subjects, size, seed=config.seed)
-    if config.dataset == "london":
-        from mlc_keras.data.london import import_london
-
-        tag = "templates" if config.london_use_templates else "detector"
-        out = os.path.join(cache, f"london_{config.import_resolution}_{tag}")
-        return import_london(config.data_dir, out, resolution=config.import_resolution,
-                             use_templates=config.london_use_templates,
-                             skip_bad=config.skip_bad_images)
-    path = config.data_dir
-    if os.path.isdir(path):
-        path = os.path.join(path, "manifest.csv")
-    if not os.path.isfile(path):
-        raise ManifestError(f"--data_dir={config.data_dir}: no manifest CSV found at {path!r} "
-                            "(columns path,subject,expression[,split])")
-    return path
-
-
-def prepare_data(config):
-    """Manifest -> split -> pairs -> decoded images, validated before training."""
-    records = read_manifest(manifest_for(config))
-    bad = pipeline.check_images([r.path for r in records], skip_bad=config.skip_bad_images)
-    if bad:
-        log.warning("skipping %d unreadable image(s), e.g. %s", len(bad), sorted(bad)[0])
-        records = [r for r in records if r.path not in bad]
-    train_subjects, test_subjects = pipeline.split_subjects(records, config.test_fraction, config.seed)
-    vocab = tuple(config.expressions)
-    train_pairs, skipped = pipeline.build_pairs(
-        records, vocab, train_subjects, config.source_expression, config.identity_pairs,
-        config.skip_bad_images)
-    test_pairs, skipped_test = ((None, []) if not test_subjects else pipeline.build_pairs(
-        records, vocab, test_subjects, config.source_expression, config.identity_pairs,
-        config.skip_bad_images))
-    train_images = pipeline.decode_images(train_pairs.paths, config.resolution)
-    test_images = (pipeline.decode_images(test_pairs.paths, config.resolution)
-                   if test_pairs is not None else None)
-    return PreparedData(
-        train_pairs, train_images, test_pairs, test_images, train_subjects, test_subjects,
-        tuple(skipped) + tuple(skipped_test), len(bad),
-        LONDON_ATTRIBUTION if config.dataset == "london" else None)
 
 
 def _check_workdir(config):

@@ -1,0 +1,96 @@
+"""Registration of a paired target to its source: a thin-plate-spline warp on
+dlib's 68 landmarks outside the mouth, so that only the expression differs.
+
+Why: in a real pair (neutral and smiling shot of one person) the head moves
+and changes scale between shots; after eye alignment the target's nose, chin
+and jaw still sit a few pixels from the source's. A pixel loss against such a
+target teaches an average of two faces (doubled lip lines). Warping the
+target so that its non-mouth landmarks land on the source's removes the head
+motion and keeps the mouth's own motion (the mouth points are free).
+
+Pure numpy + scipy; knows nothing of models or training.
+"""
+
+import numpy as np
+
+# dlib's 68-point layout: 0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth.
+MOUTH = tuple(range(48, 68))
+OUTSIDE_MOUTH = tuple(range(0, 48))
+# The points a smile moves least (brows, nose bridge and tip, eyes, upper jaw):
+# used to measure how well two shots are registered.
+STABLE = tuple(range(0, 4)) + tuple(range(13, 17)) + tuple(range(17, 48))
+
+
+def to_crop(points, matrix):
+    """Photo pixel coordinates (N, 2) -> crop coordinates, given an
+    ``AlignedFace.matrix`` (crop -> photo, 3x3)."""
+    inverse = np.linalg.inv(np.asarray(matrix, np.float64))
+    homogeneous = np.concatenate([np.asarray(points, np.float64),
+                                  np.ones((len(points), 1))], axis=1)
+    return (homogeneous @ inverse.T)[:, :2]
+
+
+def tps_warp(image, moved_from, moved_to, smoothing=0.0):
+    """Warps ``image`` so that the content at ``moved_from`` lands on ``moved_to``.
+
+    Args:
+      image: uint8 or float array (H, W, C).
+      moved_from, moved_to: (N, 2) (x, y) pixel coordinates, N >= 3.
+      smoothing: thin-plate-spline smoothing (0 interpolates exactly).
+
+    Returns:
+      the warped image, same shape and dtype; pixels that would come from
+      outside the image repeat the border.
+    """
+    from scipy.interpolate import RBFInterpolator
+    from scipy.ndimage import map_coordinates
+
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    # Backward map: for each output pixel, where to sample the input.
+    spline = RBFInterpolator(np.asarray(moved_to, np.float64), np.asarray(moved_from, np.float64),
+                             kernel="thin_plate_spline", smoothing=smoothing)
+    ys, xs = np.mgrid[0:h, 0:w]
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    sample = spline(grid)
+    coords = [sample[:, 1].reshape(h, w), sample[:, 0].reshape(h, w)]
+    channels = [map_coordinates(image[..., c].astype(np.float64), coords, order=1, mode="nearest")
+                for c in range(image.shape[2])]
+    out = np.stack(channels, axis=-1)
+    if image.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out.astype(image.dtype)
+
+
+def register_target(target, target_points, source_points, anchors=OUTSIDE_MOUTH):
+    """The target warped onto the source's geometry outside the mouth.
+
+    Args:
+      target: (S, S, 3) aligned crop of the target expression.
+      target_points, source_points: (68, 2) landmarks in crop coordinates.
+      anchors: landmark indices pinned to the source's positions.
+
+    Returns:
+      (registered target, its landmarks after the warp (68, 2)).
+    """
+    target_points = np.asarray(target_points, np.float64)
+    source_points = np.asarray(source_points, np.float64)
+    anchors = list(anchors)
+    # Keep the crop's corners and edge midpoints fixed, so the spline does not
+    # swing the background.
+    s = target.shape[0] - 1
+    frame = np.array([[0, 0], [s, 0], [0, s], [s, s], [s / 2, 0], [0, s / 2], [s, s / 2],
+                      [s / 2, s]], np.float64)
+    moved_from = np.concatenate([target_points[anchors], frame])
+    moved_to = np.concatenate([source_points[anchors], frame])
+    registered = tps_warp(target, moved_from, moved_to)
+    from scipy.interpolate import RBFInterpolator
+
+    forward = RBFInterpolator(moved_from, moved_to, kernel="thin_plate_spline")
+    return registered, forward(target_points)
+
+
+def landmark_distance(a, b, indices=STABLE):
+    """Mean Euclidean distance (pixels) between two (68, 2) landmark sets."""
+    a, b = np.asarray(a, np.float64)[list(indices)], np.asarray(b, np.float64)[list(indices)]
+    return float(np.mean(np.linalg.norm(a - b, axis=1)))

@@ -7,7 +7,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from mlc_keras import benchmark
+from mlc_keras.tools import benchmark
 from mlc_keras.training.build import build_gan
 from mlc_keras.config import make_config
 from mlc_keras.models.layers import downsample_images

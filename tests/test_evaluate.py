@@ -10,12 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, tiny_overrides
-from mlc_keras import classifier as clf_lib
+from tiny import REPO_ROOT, tiny_overrides
+from mlc_keras.evaluation import classifier as clf_lib
 from mlc_keras.config import make_config
-from mlc_keras.evaluate import EvaluationError, evaluate_run
-from mlc_keras.metrics import FACE_FEATURES_NAME
-from mlc_keras.training.loop import prepare_data, train
+from mlc_keras.evaluation.run import EvaluationError, evaluate_run
+from mlc_keras.evaluation.metrics import FACE_FEATURES_NAME
+from mlc_keras.data.prepare import prepare_data
+from mlc_keras.training.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +172,7 @@ def test_no_checkpoint_is_a_clear_error(run, tmp_path):
 
 
 def test_without_dlib_identity_and_kid_are_unavailable(run, evaluated, tmp_path, monkeypatch):
-    from mlc_keras import metrics
+    from mlc_keras.evaluation import metrics
     from mlc_keras.data.align import MissingDependencyError
 
     def missing(self, images):
@@ -195,7 +196,7 @@ def test_without_dlib_identity_and_kid_are_unavailable(run, evaluated, tmp_path,
     ([0, 1, 0, 0], [0, 1, 0, 1], None),
 ])
 def test_a_classifier_that_did_not_learn_is_flagged(predicted, labels, expect):
-    from mlc_keras.evaluate import classifier_warning
+    from mlc_keras.evaluation.run import classifier_warning
 
     warning = classifier_warning(predicted, labels, num_classes=2)
     assert (warning is None) if expect is None else (expect in warning)

@@ -1,4 +1,4 @@
-"""Tests for mlc_keras.metrics: paired fidelity metrics, KID, dlib face
+"""Tests for mlc_keras.evaluation.metrics: paired fidelity metrics, KID, dlib face
 embeddings (on the real London set when present) and the identity report."""
 
 import itertools
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mlc_keras import metrics as M
+from mlc_keras.evaluation import metrics as M
 
 
 def _images(n=3, size=16, seed=0):

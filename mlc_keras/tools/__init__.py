@@ -1,0 +1,1 @@
+"""Developer tools beside the product (benchmarks); nothing in the package imports tools."""

@@ -1,6 +1,6 @@
 """Face detection and eye-based alignment: one code path for every photo.
 
-Training-data importers (``mlc_keras.data.london``) and users' own photos go
+Training-data importers (``mlc_keras.data.sources.london``) and users' own photos go
 through the same functions, so a model sees test faces framed exactly like
 its training faces:
 

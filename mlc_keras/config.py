@@ -62,6 +62,13 @@ _SPEC = (
     ("synthetic_resolution", 0, "Render size of the synthetic set (0: --resolution)."),
     ("london_use_templates", False, "Align London neutral photos with their template pupils "
                                     "instead of the detector."),
+    ("london_register", False, "Warp each London smiling crop onto its neutral crop's geometry "
+                               "outside the mouth (thin-plate spline on dlib's 68 landmarks, "
+                               "data/register.py): the head moves between the two shots, and a "
+                               "pixel loss against an unregistered target teaches two mouths."),
+    ("test_subjects", (), "Subjects held out for testing, by id (overrides the manifest's split "
+                          "column and --test_fraction); a listed id missing from the data is an "
+                          "error."),
     ("import_resolution", 256, "Size of the aligned crops an importer writes."),
     ("expressions", EXPRESSIONS, "The model's expression classes, in id order. (paper: 7 classes)"),
     ("source_expression", "neutral", "Expression of the source image of a pair; 'any' pairs every "

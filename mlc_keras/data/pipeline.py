@@ -54,11 +54,22 @@ class DataError(ManifestError):
     """The data cannot be used for training; the message says which input."""
 
 
-def split_subjects(records, test_fraction, seed):
-    """Subject-disjoint split: the manifest's split column where given, else
-    each subject goes to test when a seeded hash of its id falls below
+def split_subjects(records, test_fraction, seed, test_subjects=()):
+    """Subject-disjoint split: ``test_subjects`` when given (every listed id
+    must exist), else the manifest's split column where given, else each
+    subject goes to test when a seeded hash of its id falls below
     ``test_fraction`` (stable whatever the other subjects are). Returns
     (train_subjects, test_subjects) as sorted tuples."""
+    if test_subjects:
+        subjects = sorted({r.subject for r in records})
+        missing = sorted(set(test_subjects) - set(subjects))
+        if missing:
+            raise DataError(f"--test_subjects: {', '.join(missing)} not in the data set "
+                            f"(its subjects: {', '.join(subjects[:8])}{', ...' if len(subjects) > 8 else ''})")
+        train = tuple(s for s in subjects if s not in set(test_subjects))
+        if not train:
+            raise DataError("--test_subjects: lists every subject; none is left for training")
+        return train, tuple(sorted(set(test_subjects)))
     given = {}
     for r in records:
         if r.split:

@@ -29,7 +29,8 @@ def prepare_data(config):
     if bad:
         log.warning("skipping %d unreadable image(s), e.g. %s", len(bad), sorted(bad)[0])
         records = [r for r in records if r.path not in bad]
-    train_subjects, test_subjects = pipeline.split_subjects(records, config.test_fraction, config.seed)
+    train_subjects, test_subjects = pipeline.split_subjects(records, config.test_fraction, config.seed,
+                                                             config.test_subjects)
     vocab = tuple(config.expressions)
     train_pairs, skipped = pipeline.build_pairs(
         records, vocab, train_subjects, config.source_expression, config.identity_pairs,

@@ -25,6 +25,13 @@ INVALID_ARGUMENT error with a message; nothing is clamped silently):
   all_expressions
     images       float32 [B, R, R, 3] in [-1, 1]
     -> images    float32 [B, N, R, R, 3]: every expression, in id order
+  composite
+    images       float32 [B, S, S, 3] in [-1, 1]: aligned crops at any S >= R
+    expressions  int32 [B]
+    -> images    float32 [B, S, S, 3]: the crop edited at its own resolution
+                 (see ``inference.composite``: the crop's own pixels wherever
+                 the model's mask keeps the source)
+       change    float32 [B, S, S, 1] in [0, 1]: the model's share per pixel
 
 The version folder is written under a temporary name beside it and renamed
 into place only when complete, so a server never picks up half an export.
@@ -40,7 +47,7 @@ import numpy as np
 from mlc_keras.images import tf_to_float
 from mlc_keras.inference.loading import METADATA_FILE, ExportError, version_numbers
 
-SIGNATURES = ("serving_default", "synthesize_bytes", "all_expressions")
+SIGNATURES = ("serving_default", "synthesize_bytes", "all_expressions", "composite")
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
@@ -51,23 +58,29 @@ def _first_dims(tensor, n):
     return tf.concat([tf.shape(tensor), tf.zeros([n], tf.int32)], 0)[:n]
 
 
-def _validate_images(images, resolution):
-    """Assertions for an NHWC float batch at the model resolution in [-1, 1].
+def _validate_images(images, resolution, at_least=False):
+    """Assertions for an NHWC float batch at the model resolution in [-1, 1]
+    (``at_least``: any square size >= the resolution).
     Each condition is computable for any input rank, and a later condition
     only fails when the earlier ones hold, so the message names the first
     problem."""
     import tensorflow as tf
 
     rank_ok = tf.equal(tf.rank(images), 4)
-    size_ok = tf.reduce_all(tf.equal(_first_dims(images, 4)[1:], [resolution, resolution, 3]))
+    dims = _first_dims(images, 4)
+    if at_least:
+        size_ok = (tf.equal(dims[1], dims[2]) & (dims[1] >= resolution) & tf.equal(dims[3], 3))
+        wanted = f"[batch, S, S, 3] with S >= {resolution} (an aligned crop at any size)"
+    else:
+        size_ok = tf.reduce_all(tf.equal(dims[1:], [resolution, resolution, 3]))
+        wanted = f"[batch, {resolution}, {resolution}, 3] (NHWC at the model resolution)"
     finite = tf.reduce_all(tf.math.is_finite(images))
     in_range = tf.reduce_all(tf.abs(images) <= 1.0 + 1e-3)
     shape_ok = tf.logical_and(rank_ok, size_ok)
     return [
         tf.debugging.Assert(rank_ok, ["images: expected rank 4 [batch, height, width, 3]"]),
         tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), size_ok), [
-            f"images: expected [batch, {resolution}, {resolution}, 3] (NHWC at the model "
-            "resolution); got", tf.shape(images)]),
+            f"images: expected {wanted}; got", tf.shape(images)]),
         tf.debugging.Assert(tf.logical_or(tf.logical_not(shape_ok), finite),
                             ["images: NaN or inf values"]),
         tf.debugging.Assert(tf.logical_or(tf.logical_not(shape_ok), in_range | ~finite), [
@@ -100,6 +113,7 @@ def serving_functions(generator):
     import tensorflow as tf
 
     from mlc_keras.data.pipeline import decode_image_bytes, square_resize
+    from mlc_keras.inference.composite import composite
 
     r, n = generator.resolution, generator.num_classes
 
@@ -139,6 +153,16 @@ def serving_functions(generator):
         out = synthesize(tiled, ids)
         return {"images": tf.reshape(out, [b, n, r, r, 3])}
 
+    def composite_signature(images, expressions):
+        checks = _validate_images(images, r, at_least=True)
+        checks += _validate_expressions(expressions, _first_dims(images, 1)[0], n)
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
+            images = tf.reshape(images, [-1, tf.shape(images)[1], tf.shape(images)[2], 3])
+            expressions = tf.reshape(tf.identity(expressions), [-1])
+        out, change = composite(generator, images, tf.one_hot(expressions, n, dtype=tf.float32))
+        return {"images": out, "change": change}
+
     # Unknown rank: the graph itself checks rank and sizes with clear messages.
     images_spec = tf.TensorSpec(None, tf.float32, name="images")
     ids_spec = tf.TensorSpec(None, tf.int32, name="expressions")
@@ -147,6 +171,7 @@ def serving_functions(generator):
         "synthesize_bytes": (synthesize_bytes,
                              [tf.TensorSpec(None, tf.string, name="image_bytes"), ids_spec]),
         "all_expressions": (all_expressions, [images_spec]),
+        "composite": (composite_signature, [images_spec, ids_spec]),
     }
 
 
@@ -171,6 +196,8 @@ def _warmup_requests(model_name, resolution, path):
         "synthesize_bytes": {"image_bytes": np.array([buf.getvalue()], object),
                              "expressions": np.zeros([1], np.int32)},
         "all_expressions": {"images": zeros},
+        "composite": {"images": np.zeros((1, 2 * resolution, 2 * resolution, 3), np.float32),
+                      "expressions": np.zeros([1], np.int32)},
     }
     with tf.io.TFRecordWriter(path) as writer:
         for signature, tensors in inputs.items():

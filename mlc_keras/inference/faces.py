@@ -10,7 +10,17 @@ import numpy as np
 from mlc_keras.data import align
 from mlc_keras.data.align import _as_rgb_array, _shift, _warp
 
-__all__ = ["FaceResult", "paste_back", "prepare_face"]
+__all__ = ["FaceResult", "native_crop_size", "paste_back", "prepare_face"]
+
+
+def native_crop_size(face, resolution, limit=1024):
+    """The aligned-crop side S at which one crop pixel is about one photo pixel
+    (from the eye distance), at least ``resolution`` and at most ``limit``:
+    the size at which a face is composited without losing the photo's detail."""
+    dx = face.right_eye[0] - face.left_eye[0]
+    dy = face.right_eye[1] - face.left_eye[1]
+    native = float(np.hypot(dx, dy)) / align.DEFAULT_EYE_DIST
+    return int(min(max(8 * round(native / 8), resolution), limit))
 
 
 def prepare_face(photo, face, model):
@@ -18,10 +28,12 @@ def prepare_face(photo, face, model):
 
     The importers' crop (``align_face`` with the default eye layout at the
     run's import resolution) is area-resized to R by the training
-    pipeline's ``square_resize``.
+    pipeline's ``square_resize``. A second crop with the same framing at the
+    face's own resolution (``native_crop_size``) is what compositing edits.
 
     Returns:
-      (aligned uint8 [R, R, 3], matrix crop->photo (3, 3), crop size S).
+      (aligned uint8 [R, R, 3], matrix crop->photo (3, 3), crop size S,
+       full-resolution crop uint8 [F, F, 3], its matrix crop->photo).
     """
     import tensorflow as tf
 
@@ -31,7 +43,10 @@ def prepare_face(photo, face, model):
     crop, matrix = align.align_face(photo, face.left_eye, face.right_eye, size,
                                     eye_y=align.DEFAULT_EYE_Y, eye_dist=align.DEFAULT_EYE_DIST)
     aligned = square_resize(tf.constant(crop), model.resolution).numpy()
-    return aligned, matrix, size
+    full_size = native_crop_size(face, model.resolution)
+    full, full_matrix = align.align_face(photo, face.left_eye, face.right_eye, full_size,
+                                         eye_y=align.DEFAULT_EYE_Y, eye_dist=align.DEFAULT_EYE_DIST)
+    return aligned, matrix, size, full, full_matrix
 
 
 @dataclasses.dataclass(eq=False)
@@ -44,6 +59,11 @@ class FaceResult:
     crop_size: S, the side of the aligned crop ``matrix`` is made for.
     synthesized: float32 [E, R, R, 3] in [-1, 1], one per requested expression.
     outputs: {expression: uint8 [R, R, 3]}.
+    full_crop: uint8 [F, F, 3], the same framing at the face's own resolution.
+    full_matrix: float64 (3, 3), full-crop coords -> photo coords.
+    composites: {expression: uint8 [F, F, 3]}, the full crop edited at its
+      own resolution (``inference.composite``).
+    changes: {expression: float32 [F, F]}, the model's share of each pixel.
     """
 
     face: object
@@ -52,6 +72,10 @@ class FaceResult:
     crop_size: int
     synthesized: np.ndarray
     outputs: dict
+    full_crop: np.ndarray = None
+    full_matrix: np.ndarray = None
+    composites: dict = None
+    changes: dict = None
 
 
 def _smoothstep(t):
@@ -59,7 +83,8 @@ def _smoothstep(t):
     return t * t * (3.0 - 2.0 * t)
 
 
-def paste_back(original, face, matrix, feather=0.08, ellipse=(0.5, 0.56, 0.40, 0.48), crop_size=None):
+def paste_back(original, face, matrix, feather=0.08, ellipse=(0.5, 0.56, 0.40, 0.48), crop_size=None,
+               alpha=None):
     """Blends an (edited) aligned face back into its photo.
 
     Args:
@@ -73,6 +98,9 @@ def paste_back(original, face, matrix, feather=0.08, ellipse=(0.5, 0.56, 0.40, 0
       ellipse: (cx, cy, rx, ry) of the blend mask as fractions of the crop
         size; the default covers forehead to chin for the default eye layout.
       crop_size: S the matrix was made for (default S').
+      alpha: optional float (S', S') in [0, 1], in face coordinates: how much
+        of each face pixel to use (the compositor's ``change`` map). Where it
+        is 0 the photo keeps its own pixels, not a resampled copy of them.
 
     Returns:
       uint8 (H, W, 3): a new array; ``original`` is untouched.
@@ -118,6 +146,11 @@ def paste_back(original, face, matrix, feather=0.08, ellipse=(0.5, 0.56, 0.40, 0
     else:
         mask = (r <= 1.0).astype(np.float64)
     mask = mask.astype(np.float32)[:, :, None]
+    if alpha is not None:
+        alpha = np.asarray(alpha, np.float32).reshape(fs, fs)
+        alpha8 = np.repeat(np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)[..., None], 3, -1)
+        warped_alpha = _warp(alpha8, region_to_face, bw, bh, border="edge")[..., :1]
+        mask = mask * (warped_alpha.astype(np.float32) / 255.0)
     base = result[y0:y1, x0:x1].astype(np.float32)
     blended = base * (1.0 - mask) + warped * mask
     result[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)

@@ -18,7 +18,7 @@ import numpy as np
 
 from mlc_keras.errors import UserError
 from mlc_keras.expressions import EXPRESSIONS
-from mlc_keras.images import read_json
+from mlc_keras.images import read_json, to_float, to_uint8
 
 METADATA_FILE = "mlc_keras.json"  # in <export>/<name>/<version>/assets.extra/
 DEFAULT_IMPORT_RESOLUTION = 256
@@ -149,8 +149,9 @@ class SynthesisModel:
     """
 
     def __init__(self, fn, resolution, expressions, import_resolution=DEFAULT_IMPORT_RESOLUTION,
-                 dataset=None, source=""):
+                 dataset=None, source="", composite_fn=None):
         self._fn = fn
+        self._composite_fn = composite_fn
         self.resolution = int(resolution)
         self.expressions = tuple(expressions)
         self.import_resolution = int(import_resolution)
@@ -187,6 +188,32 @@ class SynthesisModel:
             raise ValueError(f"ids must lie in [0, {self.num_classes - 1}], got {ids.tolist()}")
         return _batched(self._fn, images, ids, batch_size)
 
+    @property
+    def can_composite(self):
+        """True when the model edits crops at their own resolution (a
+        generator with attention heads, or an export with the ``composite``
+        signature)."""
+        return self._composite_fn is not None
+
+    def composite(self, crop, ids):
+        """Edits one aligned crop at its own resolution, once per expression.
+
+        Args:
+          crop: uint8 [S, S, 3], S >= R, framed like the training crops.
+          ids: int [E], ids into ``expressions``.
+
+        Returns:
+          (uint8 [E, S, S, 3], float32 [E, S, S]: the model's share per pixel).
+        """
+        if self._composite_fn is None:
+            raise SynthesisError(f"{self.source}: this model cannot composite at full resolution "
+                                 "(no attention heads, or an export without the 'composite' "
+                                 "signature)")
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        crops = np.repeat(to_float(np.asarray(crop))[None], ids.shape[0], axis=0)
+        images, change = self._composite_fn(crops, ids)
+        return to_uint8(images), np.asarray(change, np.float32)[..., 0]
+
 
 def _read_metadata(path):
     try:
@@ -195,11 +222,11 @@ def _read_metadata(path):
         raise SynthesisError(f"{path}: unreadable metadata ({e})") from e
 
 
-def _synthesis_model(fn, resolution, names, options, source):
+def _synthesis_model(fn, resolution, names, options, source, composite_fn=None):
     options = options or {}
     return SynthesisModel(fn, resolution, names,
                           import_resolution=options.get("import_resolution", DEFAULT_IMPORT_RESOLUTION),
-                          dataset=options.get("dataset"), source=source)
+                          dataset=options.get("dataset"), source=source, composite_fn=composite_fn)
 
 
 def _keras_model(generator, options, source, metadata=None):
@@ -220,7 +247,20 @@ def _keras_model(generator, options, source, metadata=None):
     def fn(images, ids):
         return run(tf.constant(images), tf.constant(ids)).numpy()
 
-    return _synthesis_model(fn, r, names, options, source)
+    from mlc_keras.inference.composite import composite, supports_maps
+
+    composite_fn = None
+    if supports_maps(generator):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                                      tf.TensorSpec([None], tf.int32)])
+        def run_composite(crops, ids):
+            return composite(generator, crops, tf.one_hot(ids, n, dtype=tf.float32))
+
+        def composite_fn(crops, ids):
+            images, change = run_composite(tf.constant(crops), tf.constant(ids))
+            return images.numpy(), change.numpy()
+
+    return _synthesis_model(fn, r, names, options, source, composite_fn)
 
 
 def _saved_model(path):
@@ -249,7 +289,16 @@ def _saved_model(path):
         out = signature(images=tf.constant(images, tf.float32), expressions=tf.constant(ids, tf.int32))
         return out["images"].numpy()
 
-    model = _synthesis_model(fn, resolution, names, meta.get("options"), path)
+    composite_fn = None
+    if "composite" in loaded.signatures:
+        composite_signature = loaded.signatures["composite"]
+
+        def composite_fn(crops, ids):
+            out = composite_signature(images=tf.constant(crops, tf.float32),
+                                      expressions=tf.constant(ids, tf.int32))
+            return out["images"].numpy(), out["change"].numpy()
+
+    model = _synthesis_model(fn, resolution, names, meta.get("options"), path, composite_fn)
     model._loaded = loaded  # keeps the restored objects alive
     return model
 

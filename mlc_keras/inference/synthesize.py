@@ -129,14 +129,20 @@ class SynthesisResult:
 
     def pasted(self, expression):
         """uint8 [H, W, 3]: the photo with every face replaced by its
-        ``expression`` version (upsampled to the aligned crop size, warped
-        back and soft-blended by ``faces.paste_back``)."""
+        ``expression`` version: the composite at the face's own resolution
+        where the model has one (only the pixels the model changes are
+        replaced), else the R output upsampled to the crop size; warped back
+        and soft-blended by ``faces.paste_back``."""
         from PIL import Image
 
         if expression not in self.expressions:
             raise KeyError(f"{expression!r} was not synthesized (have: {', '.join(self.expressions)})")
         out = self.photo
         for f in self.faces:
+            if f.composites is not None:  # edited at the face's own resolution
+                out = paste_face_back(out, f.composites[expression], f.full_matrix,
+                                      crop_size=f.full_crop.shape[0], alpha=f.changes[expression])
+                continue
             face = f.outputs[expression]
             if face.shape[0] != f.crop_size:
                 face = np.asarray(Image.fromarray(face).resize((f.crop_size, f.crop_size),
@@ -226,10 +232,15 @@ def synthesize_photo(model, photo_path, expressions, faces="largest", paste_back
     out = model.generate(np.repeat(inputs, e, axis=0), np.tile(ids, len(prepared)), batch_size)
     out = out.reshape((len(prepared), e) + out.shape[1:])
     results = []
-    for face, (aligned, matrix, size), synthesized in zip(used, prepared, out):
+    for face, (aligned, matrix, size, full, full_matrix), synthesized in zip(used, prepared, out):
         pixels = to_uint8(synthesized)
-        results.append(FaceResult(face, aligned, matrix, size, synthesized,
-                                  {n: pixels[k] for k, n in enumerate(names)}))
+        result = FaceResult(face, aligned, matrix, size, synthesized,
+                            {n: pixels[k] for k, n in enumerate(names)}, full, full_matrix)
+        if model.can_composite:
+            composites, changes = model.composite(full, ids)
+            result.composites = {n: composites[k] for k, n in enumerate(names)}
+            result.changes = {n: changes[k] for k, n in enumerate(names)}
+        results.append(result)
     return SynthesisResult(source, photo, names, results, len(found) - len(used), bool(paste_back))
 
 

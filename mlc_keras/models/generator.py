@@ -112,16 +112,21 @@ class Generator(keras.Model):
                                     bias_initializer=mask_bias, name=f"to_image_{self.levels[i]}")
                       for i in range(downsamples + 1)]
 
-    def _to_image(self, index, features, image):
+    def _head_maps(self, index, features):
+        """The attention head at level ``index``: (colour in [-1, 1], mask in [0, 1])."""
         h = self.heads[index](features)
+        return ops.tanh(h[..., :3]), ops.sigmoid(h[..., 3:])
+
+    def _to_image(self, index, features, image):
         if self.output_kind == "direct":
-            return ops.tanh(h)
-        colour, mask = ops.tanh(h[..., :3]), ops.sigmoid(h[..., 3:])
+            return ops.tanh(self.heads[index](features))
+        colour, mask = self._head_maps(index, features)
         source = downsample_images(image, self.levels[index])
         return mask * source + (1.0 - mask) * colour
 
-    def call(self, inputs, training=None):
-        image, condition = inputs
+    def _decode(self, image, condition, training=None):
+        """Runs the network; returns the coarser levels' images (coarsest
+        first) and the features the final head reads."""
         image = ops.cast(image, "float32")
         condition = ops.cast(condition, "float32")
         r = self.resolution
@@ -141,16 +146,31 @@ class Generator(keras.Model):
 
         for block in self.blocks:
             x = modulate(block(x, training=training))
-        outputs = [self._to_image(-1, x, image)]
+        coarser = []
         for i, block in enumerate(self.up):
+            coarser.append(self._to_image(-(i + 1), x, image))
             if self.conditioning == "input_and_decoder":
                 size = x.shape[1]
                 x = ops.concatenate([x, tile_condition(condition, size, size)], axis=-1)
             x = modulate(block(x, training=training))
             if self.skips:
                 x = ops.concatenate([x, encoder_features[-(i + 2)]], axis=-1)
-            outputs.append(self._to_image(-(i + 2), x, image))
-        return tuple(reversed(outputs))
+        return coarser, x
+
+    def call(self, inputs, training=None):
+        image, condition = inputs
+        coarser, features = self._decode(image, condition, training)
+        return (self._to_image(0, features, ops.cast(image, "float32")),) + tuple(reversed(coarser))
+
+    def final_maps(self, inputs):
+        """The final attention head's maps, for compositing at a higher
+        resolution than R: (colour [B, R, R, 3] in [-1, 1], mask [B, R, R, 1]
+        in [0, 1]; 1 keeps the source). Only for ``output="attention"``."""
+        if self.output_kind != "attention":
+            raise ValueError("final_maps needs a generator with attention heads (output='attention')")
+        image, condition = inputs
+        _, features = self._decode(image, condition, training=False)
+        return self._head_maps(0, features)
 
     def get_config(self):
         cfg = super().get_config()

@@ -161,7 +161,7 @@ def _load_cached(out_dir, params):
 
 def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_bad=False,
                   progress=True, aligner=None, eye_y=align.DEFAULT_EYE_Y,
-                  eye_dist=align.DEFAULT_EYE_DIST):
+                  eye_dist=align.DEFAULT_EYE_DIST, register=False):
     """Aligns the London Set into square crops and writes a manifest.
 
     Args:
@@ -180,6 +180,10 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
       progress: print progress and the summary to stdout.
       aligner: an ``align.FaceAligner`` (default: the shared one).
       eye_y, eye_dist: canonical eye layout, see ``align.align_face``.
+      register: warp each happy crop onto its neutral crop's geometry
+        outside the mouth (``data.register``), so that a pixel loss between
+        the two compares only the expression. ``import.json`` records the
+        mean stable-landmark distance before and after.
 
     Returns:
       str, the path of ``out_dir/manifest.csv``.
@@ -215,6 +219,8 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
         "landmark_points": int(getattr(aligner, "landmark_points", 68)),
         "inputs": _fingerprint(inputs),
     }
+    if register:  # a new key only when used: earlier caches stay valid
+        params["register"] = True
     cached = _load_cached(out_dir, params)
     if cached is not None:
         say(f"london: reusing {manifest_path} ({cached.get('imported', '?')} images, "
@@ -262,14 +268,16 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
             return crop
         return aligner.align(photo, resolution, source=path, eye_y=eye_y, eye_dist=eye_dist).image
 
+    registration = []  # (stable-landmark distance before, after) per registered pair
     for subject in subjects:
         jobs = [("neutral", neutral[subject], bool(use_templates))]
         if subject in smiling:
             jobs.append(("happy", smiling[subject], False))
+        crops = {}
         for expression, path, template in jobs:
             done += 1
             try:
-                crop = aligned_crop(subject, path, template)
+                crops[expression] = aligned_crop(subject, path, template)
             except align.ImageError as e:
                 fail(subject, e.path or path, str(e), e)
                 if expression == "neutral" and len(jobs) > 1:
@@ -278,12 +286,21 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
                                      "reason": f"its neutral source photo {path!r} was skipped"})
                     done += 1
                 break
+            if done % every == 0 or done == total:
+                say(f"london: {done}/{total} photos aligned ({time.perf_counter() - start:.1f} s)")
+        if register and len(crops) == 2:
+            try:
+                crops["happy"], distances = _register_pair(crops["neutral"], crops["happy"], aligner,
+                                                           smiling[subject])
+                registration.append(distances)
+            except align.ImageError as e:
+                fail(subject, e.path or smiling[subject], str(e), e)
+                del crops["happy"]
+        for expression, crop in crops.items():
             out = os.path.join(images_dir, f"{subject}_{expression}.png")
             write_png_atomic(out, crop)
             written.add(os.path.basename(out))
             records.append(Record(out, subject, expression, ""))
-            if done % every == 0 or done == total:
-                say(f"london: {done}/{total} photos aligned ({time.perf_counter() - start:.1f} s)")
 
     if not records:
         raise ManifestError(
@@ -307,6 +324,10 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
         "problems": problems,
         "seconds": round(seconds, 2),
     }
+    if registration:
+        before, after = np.mean(registration, axis=0)
+        summary["registration_px"] = {"before": round(float(before), 3),
+                                      "after": round(float(after), 3)}
     write_json_atomic(os.path.join(out_dir, IMPORT_NAME), {"params": params, "summary": summary},
                       indent=1, sort_keys=False)
     if progress:
@@ -323,6 +344,22 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
     return manifest_path
 
 
+def _register_pair(neutral, happy, aligner, happy_path):
+    """The happy crop warped onto the neutral crop's geometry outside the
+    mouth, and the mean stable-landmark distance (px) before and after, the
+    latter measured by detecting the landmarks again on the warped crop."""
+    from mlc_keras.data import register
+
+    def landmarks(crop, path):
+        return aligner.detect_largest(crop, source=path).landmarks
+
+    source_points = landmarks(neutral, "neutral crop of " + happy_path)
+    target_points = landmarks(happy, happy_path)
+    warped, _ = register.register_target(happy, target_points, source_points)
+    after = register.landmark_distance(landmarks(warped, "registered " + happy_path), source_points)
+    return warped, (register.landmark_distance(target_points, source_points), after)
+
+
 LONDON_ATTRIBUTION = (
     "Faces from the Face Research Lab London Set: DeBruine, L., & Jones, B. (2017). "
     "Face Research Lab London Set (Version 5). figshare. "
@@ -332,10 +369,12 @@ LONDON_ATTRIBUTION = (
 def prepare(config, cache_dir):
     """``--dataset=london``: aligned crops of ``--data_dir`` in the data cache."""
     tag = "templates" if config.london_use_templates else "detector"
+    if config.london_register:
+        tag += "_registered"
     out = os.path.join(cache_dir, f"london_{config.import_resolution}_{tag}")
     return import_london(config.data_dir, out, resolution=config.import_resolution,
                          use_templates=config.london_use_templates,
-                         skip_bad=config.skip_bad_images)
+                         skip_bad=config.skip_bad_images, register=config.london_register)
 
 
 SOURCE = Source("london", prepare, attribution=LONDON_ATTRIBUTION)

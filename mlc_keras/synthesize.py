@@ -29,6 +29,9 @@ FLAGS_SPEC = (
                           "original, instead of a grid."),
     ("faces", "largest", "Use the largest face or all faces.", FACE_MODES),
     ("batch_size", 8, "Faces per model call."),
+    ("strict", False, "A synthesized face whose dlib distance to its source exceeds the same-person "
+                      "threshold (0.6) is an error: nothing is written for that photo (default: a "
+                      "warning naming the file)."),
 )
 
 
@@ -44,7 +47,8 @@ def main(argv):
 
     f = flags.FLAGS
     return run_synthesis(f.model, f.input, f.expressions, output=f.output or None,
-                         paste_back=f.paste_back, faces=f.faces, batch_size=f.batch_size)
+                         paste_back=f.paste_back, faces=f.faces, batch_size=f.batch_size,
+                         strict=f.strict)
 
 
 if __name__ == "__main__":

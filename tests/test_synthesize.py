@@ -325,3 +325,51 @@ def test_cli_folder_exit_code_and_outputs(aligner, cli_runs):
     assert os.listdir(root / "out") == ["good_sad.png"]
     assert "skipped gray.png:" in err and "processed 1 photo(s)" in out
     assert Image.open(root / "out" / "good_sad.png").size == Image.open(london_photo()).size
+
+
+class FarEmbedder:
+    """Stands in for dlib: the source (first image of each call) at 0, every
+    output at ``distance`` from it."""
+
+    def __init__(self, distance):
+        self.distance = distance
+
+    def embed(self, images_uint8):
+        out = np.zeros((len(images_uint8), 128), np.float32)
+        out[1:, 0] = self.distance
+        return out
+
+
+def test_identity_check_records_and_flags_distances(aligner, model):
+    result = synthesize.synthesize_photo(model, london_photo(), ["happy", "sad"], paste_back=True,
+                                         aligner=aligner)
+    assert synthesize.identity_check(result, FarEmbedder(0.3)) == []
+    assert result.faces[0].identity == {"happy": pytest.approx(0.3), "sad": pytest.approx(0.3)}
+    failures = synthesize.identity_check(result, FarEmbedder(0.9))
+    assert [(i, n) for i, n, _ in failures] == [(0, "happy"), (0, "sad")]
+
+
+def test_identity_guard_warns_or_refuses_with_strict(aligner, model, tmp_path, capsys,
+                                                      monkeypatch):
+    monkeypatch.setattr(synthesize, "FaceEmbedder", lambda detect=False: FarEmbedder(0.9))
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(open(london_photo(), "rb").read())
+    out = tmp_path / "warned"
+    code = synthesize.run_synthesis(model, str(photo), "happy", output=str(out), paste_back=True,
+                                    aligner=aligner)
+    assert code == 0 and os.listdir(out) == ["me_happy.png"]
+    err = capsys.readouterr().err
+    assert "warning:" in err and "me.jpg" in err and "happy: 0.900" in err
+    strict_out = tmp_path / "strict"
+    with pytest.raises(synthesize.IdentityError, match=r"me\.jpg.*nothing written \(--strict\)"):
+        synthesize.run_synthesis(model, str(photo), "happy", output=str(strict_out),
+                                 paste_back=True, aligner=aligner, strict=True)
+    assert not strict_out.exists() or not os.listdir(strict_out)
+    # in a folder the photo is skipped, with the reason in the summary
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "me.jpg").write_bytes(photo.read_bytes())
+    code = synthesize.run_synthesis(model, str(folder), "happy", output=str(tmp_path / "f_out"),
+                                    aligner=aligner, strict=True)
+    assert code == 2 and not os.listdir(tmp_path / "f_out")
+    assert "me.jpg (identity)" in capsys.readouterr().err

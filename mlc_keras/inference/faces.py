@@ -64,6 +64,8 @@ class FaceResult:
     composites: {expression: uint8 [F, F, 3]}, the full crop edited at its
       own resolution (``inference.composite``).
     changes: {expression: float32 [F, F]}, the model's share of each pixel.
+    identity: {expression: dlib distance output <-> source} once measured
+      (``synthesize.identity_check``).
     """
 
     face: object
@@ -76,6 +78,7 @@ class FaceResult:
     full_matrix: np.ndarray = None
     composites: dict = None
     changes: dict = None
+    identity: dict = None
 
 
 def _smoothstep(t):

@@ -41,6 +41,7 @@ import sys
 import numpy as np
 
 from mlc_keras.data import align
+from mlc_keras.data.identity import SAME_PERSON_THRESHOLD, FaceEmbedder
 from mlc_keras.expressions import UnknownExpressionError, canonical_expression
 from mlc_keras.images import to_float, to_uint8, write_png_atomic
 from mlc_keras.inference.faces import FaceResult, prepare_face
@@ -297,6 +298,8 @@ def _reason(error):
     """A short category for the summary line."""
     if isinstance(error, align.NoFaceError):
         return "no face"
+    if isinstance(error, IdentityError):
+        return "identity"
     text = str(error)
     for needle, label in (("decompression bomb", "too large"), ("not a readable image", "not an image"),
                           ("corrupt or truncated", "corrupt"), ("does not exist", "missing"),
@@ -343,6 +346,36 @@ class _Progress:
             self._last = ""
 
 
+class IdentityError(SynthesisError):
+    """An output's face no longer passes as its source's person (``--strict``)."""
+
+
+def identity_check(result, embedder, threshold=SAME_PERSON_THRESHOLD):
+    """Measures each output face's identity distance to its source face (dlib
+    descriptors of the same framing: the full-resolution crop and its
+    composite, or the R input and output) and records it in
+    ``face.identity``. Returns ``[(face index, expression, distance)]`` of
+    the outputs past ``threshold`` (dlib's same-person threshold)."""
+    failures = []
+    for index, face in enumerate(result.faces):
+        if face.composites is not None:
+            source, outputs = face.full_crop, face.composites
+        else:
+            source, outputs = face.aligned, face.outputs
+        names = list(result.expressions)
+        embedded = embedder.embed(np.stack([source] + [outputs[n] for n in names]))
+        distances = np.linalg.norm(embedded[1:] - embedded[:1], axis=1)
+        face.identity = {n: float(d) for n, d in zip(names, distances)}
+        failures += [(index, n, float(d)) for n, d in zip(names, distances) if d > threshold]
+    return failures
+
+
+def _identity_message(source, failures, threshold):
+    listed = ", ".join(f"face {i + 1} {n}: {d:.3f}" for i, n, d in failures)
+    return (f"{source}: the synthesized face may not pass as the same person (dlib distance to "
+            f"the source above {threshold}: {listed})")
+
+
 def _ignored_note(result):
     if not result.ignored_faces:
         return None
@@ -351,8 +384,14 @@ def _ignored_note(result):
 
 
 def run_synthesis(model, input, expressions="all", output=None, paste_back=False, faces="largest",
-                  batch_size=8, aligner=None, stdout=None, stderr=None):
+                  batch_size=8, aligner=None, stdout=None, stderr=None, strict=False,
+                  identity_guard=True):
     """The command: one photo or a folder of photos -> PNG files.
+
+    Every output face's identity distance to its source is measured
+    (``identity_check``); past dlib's same-person threshold a warning names
+    the file, and with ``strict`` that photo is an error: nothing is written
+    for it (a single photo: ``IdentityError``; in a folder it is skipped).
 
     Returns the exit code: 0 when at least one photo was written, 2 when a
     folder held no usable photo. A single photo that cannot be used raises
@@ -389,16 +428,24 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
         print(f"note: {model.source} was trained on the synthetic data set; real photos are "
               "outside what it has seen", file=stderr, flush=True)
     aligner = aligner or align.get_default_aligner()
+    embedder = FaceEmbedder(detect=False) if identity_guard else None
 
-    def one(path):
-        return synthesize_photo(model, path, names, faces=faces, paste_back=paste_back,
-                                aligner=aligner, batch_size=batch_size)
+    def one(path, warn):
+        result = synthesize_photo(model, path, names, faces=faces, paste_back=paste_back,
+                                  aligner=aligner, batch_size=batch_size)
+        failures = identity_check(result, embedder) if embedder is not None else []
+        if failures:
+            message = _identity_message(path, failures, SAME_PERSON_THRESHOLD)
+            if strict:
+                raise IdentityError(message + "; nothing written (--strict)")
+            warn(f"warning: {message}")
+        return result
 
     if not folder:
         stem = os.path.splitext(os.path.basename(input))[0]
         target = output or (os.path.dirname(os.path.abspath(input)) if paste_back else
                             os.path.join(os.path.dirname(os.path.abspath(input)), f"{stem}_grid.png"))
-        result = one(input)
+        result = one(input, lambda text: print(text, file=stderr, flush=True))
         note = _ignored_note(result)
         if note:
             print(note, file=stderr, flush=True)
@@ -414,8 +461,8 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
         for path, stem in zip(photos, _stems(photos)):
             name = os.path.basename(path)
             try:
-                result = one(path)
-            except align.ImageError as e:
+                result = one(path, progress.message)
+            except (align.ImageError, IdentityError) as e:
                 skipped.append((name, _reason(e)))
                 progress.message(f"skipped {name}: {e}")
             else:

@@ -10,6 +10,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mlc_keras", "mlc_keras.*"]),
+    # the shipped generator (checksum verified on load, see mlc_keras/weights)
+    package_data={"mlc_keras": ["weights/*.keras", "weights/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",
@@ -22,11 +24,12 @@ setup(
     extras_require={
         # face detection + alignment for real photos (London importer, own photos);
         # dlib-bin is a prebuilt wheel: plain `dlib` compiles for 20+ minutes.
-        "align": ["dlib-bin>=19.24", "face_recognition_models>=0.3"],
+        # (scipy: the thin-plate-spline registration of --london_register)
+        "align": ["dlib-bin>=19.24", "face_recognition_models>=0.3", "scipy>=1.10"],
         # TF Serving clients (REST + gRPC) and warm-up records; it requires the
         # full `tensorflow` wheel (see serving/README.md for tensorflow-cpu).
         "serving": ["tensorflow-serving-api>=2.21,<2.22", "requests>=2.28"],
-        "test": ["pytest>=7", "dlib-bin>=19.24", "face_recognition_models>=0.3",
+        "test": ["pytest>=7", "dlib-bin>=19.24", "face_recognition_models>=0.3", "scipy>=1.10",
                  "tensorflow-serving-api>=2.21,<2.22", "requests>=2.28"],
     },
     license="Apache-2.0",

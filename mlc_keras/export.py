@@ -1,6 +1,8 @@
 """Export a trained generator for TF Serving and Keras.
 
-    python -m mlc_keras.export --workdir=RUN --output=DIR [--model_name=mlc] [--version=N]
+    python -m mlc_keras.export [--workdir=RUN] --output=DIR [--model_name=mlc] [--version=N]
+
+Without --workdir the London neutral<->happy model shipped in the package is exported.
 
 writes DIR/<model_name>/<version>/ (a SavedModel in TF Serving's layout, with
 warm-up requests and mlc_keras.json in assets.extra/) and
@@ -12,7 +14,8 @@ from mlc_keras import config as config_lib
 from mlc_keras import errors
 
 FLAGS_SPEC = (
-    ("workdir", "", "Training run folder to export from."),
+    ("workdir", "", "Training run folder to export from (default: the model shipped in the "
+                    "package)."),
     ("output", "", "Export root: DIR/<model_name>/<version>/ is written."),
     ("model_name", "mlc", "Model name (TF Serving's model name)."),
     ("version", 0, "Version number (0: one above the newest present)."),

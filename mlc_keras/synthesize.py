@@ -20,7 +20,7 @@ from mlc_keras.inference.synthesize import FACE_MODES
 
 FLAGS_SPEC = (
     ("model", "", "A .keras file, an export folder, a SavedModel (version) folder or a training "
-                  "workdir."),
+                  "workdir (default: the London neutral<->happy model shipped in the package)."),
     ("input", "", "A photo, or a folder of photos."),
     ("expressions", "all", "Comma-separated expression names, or 'all'."),
     ("output", "", "Single photo: the grid PNG (or, with --paste_back, a folder). Folder input: a "

@@ -264,10 +264,21 @@ def export_generator(generator, config, output, model_name="mlc", version=None):
 
 def export_run(workdir, output, model_name="mlc", version=None, checkpoint=None):
     """Exports the generator of a training run folder (its newest checkpoint,
-    or ``checkpoint``); returns what ``export_generator`` returns."""
+    or ``checkpoint``) or, with no workdir, the model shipped in the package;
+    returns what ``export_generator`` returns."""
+    from mlc_keras import config as config_lib
     from mlc_keras.training.checkpoints import load_run_generator
 
-    if not workdir or not output:
-        raise ExportError("--workdir and --output are required")
-    generator, config = load_run_generator(workdir, checkpoint)
+    if not output:
+        raise ExportError("--output is required (the export root folder)")
+    if not workdir:
+        from mlc_keras import weights
+        from mlc_keras.inference.loading import load_generator
+
+        if checkpoint:
+            raise ExportError("--checkpoint needs --workdir (the shipped model has no checkpoints)")
+        generator = load_generator(weights.path())
+        config = config_lib.from_dict(weights.info()["options"])
+    else:
+        generator, config = load_run_generator(workdir, checkpoint)
     return export_generator(generator, config, output, model_name, version)

@@ -59,15 +59,20 @@ def newest_keras_file(folder):
 # ----------------------------------------------------------------- Keras generators
 
 
-def load_generator(path):
+def load_generator(path=None):
     """A Keras generator from a ``.keras`` file, an export folder (the
-    ``.keras`` file written beside the newest version) or a training workdir
-    (its newest checkpoint). ``model.predict([images, one_hot])[0]`` is the
-    final image."""
+    ``.keras`` file written beside the newest version), a training workdir
+    (its newest checkpoint) or, with no path, the model shipped in the
+    package (checksum verified). ``model.predict([images, one_hot])[0]`` is
+    the final image."""
     import keras
 
     from mlc_keras.training.checkpoints import load_run_generator
 
+    if not path:
+        from mlc_keras import weights
+
+        path = weights.path()
     path = os.fspath(path)
     if path.endswith(".keras") and os.path.isfile(path):
         import mlc_keras.models  # noqa: F401  (registers the custom classes)
@@ -331,19 +336,23 @@ def _load_keras_file(path):
 
 def load_model_for_synthesis(path):
     """A ``SynthesisModel`` from anything ``load_generator`` accepts (a
-    ``.keras`` file, an export folder, a training workdir), a SavedModel
-    version folder ``DIR/<name>/<version>/`` or a model folder ``DIR/<name>/``
-    (its newest version).
+    ``.keras`` file, an export folder, a training workdir, nothing: the
+    shipped model), a SavedModel version folder ``DIR/<name>/<version>/`` or
+    a model folder ``DIR/<name>/`` (its newest version).
 
     Raises:
       SynthesisError / ExportError / config.ConfigError naming the path.
     """
     from mlc_keras.training.checkpoints import load_run_generator
 
+    if not path:  # the model shipped in the package
+        from mlc_keras import weights
+
+        shipped = weights.path()
+        generator = load_generator(shipped)
+        return _keras_model(generator, weights.info().get("options"),
+                            f"the shipped model {weights.DEFAULT_MODEL}")
     path = os.fspath(path)
-    if not path:
-        raise SynthesisError("--model is required (a .keras file, an export folder, a SavedModel "
-                             "version folder or a training workdir)")
     if not os.path.exists(path):
         raise SynthesisError(f"--model={path}: does not exist")
     if os.path.isfile(path):

@@ -157,6 +157,28 @@ def test_import_with_templates(small_london, tmp_path, aligner):
     assert -1.0 < face.left_eye[1] - cly < 4.0
 
 
+def test_import_registered_pairs(small_london, tmp_path, aligner):
+    data, subjects = small_london
+    plain = london.import_london(data, tmp_path / "plain", resolution=128, aligner=aligner,
+                                 progress=False)
+    registered = london.import_london(data, tmp_path / "reg", resolution=128, aligner=aligner,
+                                      progress=False, register=True)
+    summary = london.read_import_summary(tmp_path / "reg")
+    moved = summary["registration_px"]
+    # landmarks detected again on the warped smile sit closer to the neutral ones
+    assert moved["after"] < moved["before"]
+    by_key = {(r.subject, r.expression): r.path for r in read_manifest(registered)}
+    plain_by_key = {(r.subject, r.expression): r.path for r in read_manifest(plain)}
+    s = subjects[0]
+    # neutral crops are untouched; the smiling crop is warped
+    assert np.array_equal(align.load_image(by_key[(s, "neutral")]),
+                          align.load_image(plain_by_key[(s, "neutral")]))
+    assert not np.array_equal(align.load_image(by_key[(s, "happy")]),
+                              align.load_image(plain_by_key[(s, "happy")]))
+    with open(tmp_path / "reg" / "import.json") as f:
+        assert json.load(f)["params"]["register"] is True
+
+
 def test_smiling_without_neutral_skipped(small_london, tmp_path, aligner):
     data, subjects = small_london
     os.remove(data / "neutral_front" / f"{subjects[1]}_03.jpg")

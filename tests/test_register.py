@@ -51,10 +51,14 @@ def test_register_target_pins_the_anchors_and_frees_the_mouth():
     assert register.landmark_distance(moved, source) < 1e-6
 
 
-def test_to_crop_inverts_the_crop_matrix():
+def test_landmarks_in_crop_invert_the_crop_matrix():
+    from mlc_keras.data.align import AlignedFace, Face
+
     matrix = np.array([[2.0, 0.0, 10.0], [0.0, 2.0, 5.0], [0, 0, 1]])
-    photo_points = np.array([[10.0, 5.0], [30.0, 25.0]])
-    np.testing.assert_allclose(register.to_crop(photo_points, matrix), [[0, 0], [10, 10]])
+    face = Face((0, 0, 1, 1), (10.0, 5.0), (30.0, 25.0), np.array([[10.0, 5.0], [30.0, 25.0]]))
+    aligned = AlignedFace(np.zeros((8, 8, 3), np.uint8), matrix, face)
+    np.testing.assert_allclose(aligned.landmarks_in_crop(), [[0, 0], [10, 10]])
+    assert AlignedFace(aligned.image, matrix).landmarks_in_crop() is None
 
 
 def records(subjects):

@@ -215,6 +215,14 @@ class AlignedFace:
     matrix: np.ndarray
     face: object = None
 
+    def landmarks_in_crop(self):
+        """The face's landmarks (N, 2) in crop pixel coordinates, or None."""
+        if self.face is None:
+            return None
+        points = np.asarray(self.face.landmarks, np.float64)
+        homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
+        return (homogeneous @ np.linalg.inv(self.matrix).T)[:, :2]
+
 
 _MODEL_FILES = {
     68: "shape_predictor_68_face_landmarks.dat",

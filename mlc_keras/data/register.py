@@ -21,15 +21,6 @@ OUTSIDE_MOUTH = tuple(range(0, 48))
 STABLE = tuple(range(0, 4)) + tuple(range(13, 17)) + tuple(range(17, 48))
 
 
-def to_crop(points, matrix):
-    """Photo pixel coordinates (N, 2) -> crop coordinates, given an
-    ``AlignedFace.matrix`` (crop -> photo, 3x3)."""
-    inverse = np.linalg.inv(np.asarray(matrix, np.float64))
-    homogeneous = np.concatenate([np.asarray(points, np.float64),
-                                  np.ones((len(points), 1))], axis=1)
-    return (homogeneous @ inverse.T)[:, :2]
-
-
 def tps_warp(image, moved_from, moved_to, smoothing=0.0):
     """Warps ``image`` so that the content at ``moved_from`` lands on ``moved_to``.
 

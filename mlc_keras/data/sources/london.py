@@ -260,24 +260,26 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
     every = max(1, total // 10)
 
     def aligned_crop(subject, path, template):
+        """(crop, its landmarks in crop coordinates or None)."""
         photo = align.load_image(path)
         if template:
             tem = os.path.splitext(path)[0] + ".tem"
             left, right = read_template_pupils(tem)
             crop, _ = align.align_face(photo, left, right, resolution, eye_y=eye_y, eye_dist=eye_dist)
-            return crop
-        return aligner.align(photo, resolution, source=path, eye_y=eye_y, eye_dist=eye_dist).image
+            return crop, None
+        aligned = aligner.align(photo, resolution, source=path, eye_y=eye_y, eye_dist=eye_dist)
+        return aligned.image, aligned.landmarks_in_crop()
 
     registration = []  # (stable-landmark distance before, after) per registered pair
     for subject in subjects:
         jobs = [("neutral", neutral[subject], bool(use_templates))]
         if subject in smiling:
             jobs.append(("happy", smiling[subject], False))
-        crops = {}
+        crops, points = {}, {}
         for expression, path, template in jobs:
             done += 1
             try:
-                crops[expression] = aligned_crop(subject, path, template)
+                crops[expression], points[expression] = aligned_crop(subject, path, template)
             except align.ImageError as e:
                 fail(subject, e.path or path, str(e), e)
                 if expression == "neutral" and len(jobs) > 1:
@@ -290,8 +292,7 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
                 say(f"london: {done}/{total} photos aligned ({time.perf_counter() - start:.1f} s)")
         if register and len(crops) == 2:
             try:
-                crops["happy"], distances = _register_pair(crops["neutral"], crops["happy"], aligner,
-                                                           smiling[subject])
+                crops["happy"], distances = _register_pair(crops, points, aligner, smiling[subject])
                 registration.append(distances)
             except align.ImageError as e:
                 fail(subject, e.path or smiling[subject], str(e), e)
@@ -344,18 +345,22 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
     return manifest_path
 
 
-def _register_pair(neutral, happy, aligner, happy_path):
+def _register_pair(crops, points, aligner, happy_path):
     """The happy crop warped onto the neutral crop's geometry outside the
     mouth, and the mean stable-landmark distance (px) before and after, the
-    latter measured by detecting the landmarks again on the warped crop."""
+    latter measured by detecting the landmarks again on the warped crop.
+    ``points``: each crop's landmarks (from the photo's detection), or None
+    (template-aligned: detected on the crop)."""
     from mlc_keras.data import register
 
     def landmarks(crop, path):
         return aligner.detect_largest(crop, source=path).landmarks
 
-    source_points = landmarks(neutral, "neutral crop of " + happy_path)
-    target_points = landmarks(happy, happy_path)
-    warped, _ = register.register_target(happy, target_points, source_points)
+    source_points = points["neutral"]
+    if source_points is None:
+        source_points = landmarks(crops["neutral"], "neutral crop of " + happy_path)
+    target_points = points["happy"]
+    warped, _ = register.register_target(crops["happy"], target_points, source_points)
     after = register.landmark_distance(landmarks(warped, "registered " + happy_path), source_points)
     return warped, (register.landmark_distance(target_points, source_points), after)
 

@@ -8,7 +8,8 @@ import dataclasses
 import numpy as np
 
 from mlc_keras.data import align
-from mlc_keras.data.align import _as_rgb_array, _shift, _warp
+from mlc_keras.data.align import _as_rgb_array
+from mlc_keras.data.warping import shift, warp
 
 __all__ = ["FaceResult", "native_crop_size", "paste_back", "prepare_face"]
 
@@ -121,7 +122,7 @@ def paste_back(original, face, matrix, feather=0.08, ellipse=(0.5, 0.56, 0.40, 0
     size = float(crop_size or fs)
     # Face-pixel coords -> crop coords -> photo coords.
     k = size / fs
-    face_to_photo = m @ _shift(0.5 * k - 0.5, 0.5 * k - 0.5) @ np.diag([k, k, 1.0])
+    face_to_photo = m @ shift(0.5 * k - 0.5, 0.5 * k - 0.5) @ np.diag([k, k, 1.0])
     h, w = photo.shape[:2]
     corners = np.array([[-0.5, -0.5, 1], [fs - 0.5, -0.5, 1], [-0.5, fs - 0.5, 1],
                         [fs - 0.5, fs - 0.5, 1]], dtype=np.float64).T
@@ -134,9 +135,9 @@ def paste_back(original, face, matrix, feather=0.08, ellipse=(0.5, 0.56, 0.40, 0
     if x0 >= x1 or y0 >= y1:
         return result
     photo_to_face = np.linalg.inv(face_to_photo)
-    region_to_face = photo_to_face @ _shift(x0, y0)
+    region_to_face = photo_to_face @ shift(x0, y0)
     bw, bh = x1 - x0, y1 - y0
-    warped = _warp(new_face, region_to_face, bw, bh, border="edge").astype(np.float32)
+    warped = warp(new_face, region_to_face, bw, bh, border="edge").astype(np.float32)
     # Soft elliptical mask evaluated analytically in normalised face coords.
     ys, xs = np.mgrid[0:bh, 0:bw].astype(np.float64)
     fx = region_to_face[0, 0] * xs + region_to_face[0, 1] * ys + region_to_face[0, 2]
@@ -152,7 +153,7 @@ def paste_back(original, face, matrix, feather=0.08, ellipse=(0.5, 0.56, 0.40, 0
     if alpha is not None:
         alpha = np.asarray(alpha, np.float32).reshape(fs, fs)
         alpha8 = np.repeat(np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)[..., None], 3, -1)
-        warped_alpha = _warp(alpha8, region_to_face, bw, bh, border="edge")[..., :1]
+        warped_alpha = warp(alpha8, region_to_face, bw, bh, border="edge")[..., :1]
         mask = mask * (warped_alpha.astype(np.float32) / 255.0)
     base = result[y0:y1, x0:x1].astype(np.float32)
     blended = base * (1.0 - mask) + warped * mask

@@ -21,6 +21,8 @@ DATASETS = ("synthetic", "london", "manifest", "rafd", "kdef", "jaffe", "ckplus"
 STRATEGIES = ("auto", "mirrored", "one_device")
 FEATURE_ENCODERS = ("trained", "shared", "frozen")
 MODELS = ("mlc", "pix2pix", "stargan")
+# The GAN loss forms; training/losses.py registers one implementation per name.
+GAN_LOSSES = ("nonsaturating", "hinge", "lsgan", "wgan")
 
 # (name, default, help)  -- the type of the default is the flag's type;
 # tuples of ints / strings are comma-separated list flags.
@@ -232,7 +234,6 @@ def make_config(**overrides):
 def validate(config):
     """Checks every field; raises ConfigError naming the flag and the problem."""
     from mlc_keras.expressions import UnknownExpressionError, canonical_expression
-    from mlc_keras.training.losses import GAN_LOSSES
     from mlc_keras.models.critics import D_CONDITIONS
     from mlc_keras.models.generator import CONDITIONINGS, OUTPUTS, decoder_levels
     from mlc_keras.models.layers import NORMS

@@ -17,6 +17,8 @@ GAN forms (``kind``):
 
 import tensorflow as tf
 
+from mlc_keras import config
+
 # name -> (real term, fake term) of a discriminator's per-position loss, and
 # the generator's per-position term; logits in, losses out (same shape).
 _DISCRIMINATOR_TERMS = {
@@ -32,7 +34,8 @@ _GENERATOR_TERMS = {
     "wgan": lambda f: -f,
     "lsgan": lambda f: 0.5 * tf.square(f - 1.0),
 }
-GAN_LOSSES = tuple(_DISCRIMINATOR_TERMS)
+GAN_LOSSES = config.GAN_LOSSES
+assert set(_DISCRIMINATOR_TERMS) == set(_GENERATOR_TERMS) == set(GAN_LOSSES), "a loss form lacks a term"
 
 
 def _per_example_mean(x):

@@ -1,10 +1,10 @@
-"""python -m mlc_keras.evaluate: evaluates a trained run on its held-out subjects (command only).
+"""python -m mlc_keras.evaluate: evaluates a run or a model on held-out subjects (command only).
 
-    python -m mlc_keras.evaluate --workdir=RUN [--output=DIR] [--classifier=alexnet]
-        [--classifier_epochs=30] [--kid_subsets=100] [--kid_subset_size=1000]
+    python -m mlc_keras.evaluate --workdir=RUN [--output=DIR] [--photos_dir=LONDON]
+    python -m mlc_keras.evaluate --model=M --photos_dir=LONDON --photo_subjects=001,002 --output=DIR
 
-Writes results.json, results.md and split.json (default RUN/eval) and the
-scalars to TensorBoard; see ``mlc_keras.evaluation.run.evaluate_run``.
+Writes results.json / results.md / split.json (default RUN/eval; ``evaluation.run``) and, with
+--photos_dir, photos.json / photos.md / a contact sheet (``evaluation.photos``).
 """
 
 from mlc_keras import config as config_lib
@@ -12,18 +12,22 @@ from mlc_keras import errors
 
 FLAGS_SPEC = (
     ("workdir", "", "Training run folder to evaluate."),
-    ("output", "", "Report folder (default WORKDIR/eval)."),
+    ("output", "", "Report folder (default WORKDIR/eval; required with --model)."),
     ("classifier", "alexnet", "Expression classifier architecture.", ("alexnet", "small")),
     ("classifier_epochs", 30, "Training epochs of the classifier."),
     ("classifier_width", 0.0, "Classifier width multiplier (0: the default)."),
     ("classifier_lr", 0.0, "Classifier Adam learning rate (0: 1e-3 for alexnet, 2e-3 for small). "
                            "AlexNet on a few hundred images may need 3e-4."),
     ("classifier_cache", "", "Folder of cached classifiers (default the run's data cache). Point "
-                             "runs on one data set and split at one folder to judge them all "
-                             "with the same classifier."),
+                             "runs on one data set and split at one folder to share one."),
     ("kid_subsets", 100, "KID: number of random subsets."),
     ("kid_subset_size", 1000, "KID: rows per subset (clipped to the data)."),
-    ("seed", 0, "Seed of the classifier training and the KID subsets."),
+    ("seed", 0, "Seed of the classifiers, the subject halves and the KID subsets."),
+    ("two_sample_arch", "small", "Real-vs-generated classifier.", ("alexnet", "small")),
+    ("two_sample_epochs", 15, "Training epochs of the real-vs-generated classifier."),
+    ("photos_dir", "", "London-layout folder: also evaluate neutral -> happy on photos."),
+    ("photo_subjects", (), "Subjects of --photos_dir (default the run's test subjects)."),
+    ("model", "", "Model for --photos_dir without a run (needs --photo_subjects)."),
 )
 
 
@@ -35,15 +39,19 @@ def main(argv):
     from mlc_keras.training.runtime import configure_cpu
 
     print(configure_cpu(), flush=True)  # before TensorFlow is imported
-    from mlc_keras.evaluation import report, run
+    from mlc_keras.evaluation import photos, report, run
 
     f = flags.FLAGS
-    results = run.evaluate_run(
-        f.workdir, f.output or None, classifier=f.classifier,
-        classifier_epochs=f.classifier_epochs, classifier_width=f.classifier_width or None,
-        classifier_cache=f.classifier_cache or None, kid_subsets=f.kid_subsets,
-        classifier_lr=f.classifier_lr or None, kid_subset_size=f.kid_subset_size, seed=f.seed)
-    print(report.console_summary(results))
+    common = dict(classifier=f.classifier, classifier_epochs=f.classifier_epochs, seed=f.seed,
+                  classifier_width=f.classifier_width or None, two_sample_arch=f.two_sample_arch,
+                  classifier_lr=f.classifier_lr or None, two_sample_epochs=f.two_sample_epochs)
+    if not f.model:
+        print(report.console_summary(run.evaluate_run(
+            f.workdir, f.output or None, classifier_cache=f.classifier_cache or None,
+            kid_subsets=f.kid_subsets, kid_subset_size=f.kid_subset_size, **common)))
+    if f.photos_dir or f.model:
+        print(photos.console_summary(photos.evaluate_photos_for(
+            f.workdir, f.model, f.photos_dir, f.photo_subjects, f.output, **common)))
     return 0
 
 

@@ -4,7 +4,9 @@
 
 Reads RUNS_DIR/NAME/eval/results.json and RUNS_DIR/results_times.tsv (written
 by scripts/results.sh) and prints a summary table, then the per-expression
-classification error of generated faces.
+classification error of generated faces, then the honest realism metrics
+(real-vs-generated two-sample test, sharpness, identity verification, the
+disjoint-subject expression judge; "n/a" for results from before them).
 """
 
 import argparse
@@ -60,6 +62,30 @@ def main():
     for name, r in results.items():
         per = r["classification"]["generated"]["per_expression"]
         print(f"| {name} | " + " | ".join(pct(per[e]["error"]) for e in expressions) + " |")
+    print()
+    print("| run | two-sample acc (95% CI; 0.5 = indistinguishable) | sharpness gen/src | "
+          "identity gen-src (real) / verification @0.6 gen (real) | judge err real / gen % | "
+          "paper-protocol note |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | " + " | ".join(honest_cells(r)) + " |")
+
+
+def honest_cells(r):
+    """The honest-metric cells of one results.json ("n/a" where absent)."""
+    t, sh = r.get("two_sample", {}), r.get("sharpness", {})
+    v, j = r.get("identity", {}).get("verification"), r.get("expression_judge", {})
+    two = (f"{t['accuracy']:.2f} [{t['ci_low']:.2f}, {t['ci_high']:.2f}]"
+           if t.get("available") else "n/a")
+    sharp = f"{sh['mean']:.2f}" if sh.get("mean") is not None else "n/a"
+    ident = (f"{v['generated_vs_source_mean']:.3f} ({v['real_same_person_mean']:.3f}) / "
+             f"{v['generated_verification_rate']:.2f} ({v['real_verification_rate']:.2f})"
+             if v and v.get("generated_vs_source_mean") is not None
+             and v.get("real_same_person_mean") is not None else "n/a")
+    judge = (f"{pct(j['real']['overall'])} / {pct(j['generated']['overall'])}"
+             + (" (suspect)" if j.get("suspect") else "") if j.get("available") else "n/a")
+    paper = "suspect" if r["classification"].get("suspect") else ""
+    return [two, sharp, ident, judge, paper]
 
 
 if __name__ == "__main__":

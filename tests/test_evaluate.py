@@ -32,7 +32,7 @@ def run(tmp_path_factory):
 def evaluated(run):
     tmp, _ = run
     results = evaluate_run(str(tmp / "run"), classifier="small", classifier_epochs=1,
-                           kid_subsets=5)
+                           kid_subsets=5, two_sample_epochs=2)
     return tmp, results
 
 
@@ -88,6 +88,9 @@ def test_scalars_go_to_tensorboard(evaluated):
                     tags.add((value.tag, event.step))
     assert ("eval/classification/real/error", 2) in tags
     assert ("eval/ssim", 2) in tags
+    for tag in ("eval/two_sample_accuracy", "eval/sharpness_ratio", "eval/judge/real_error",
+                "eval/judge/generated_error"):
+        assert (tag, 2) in tags, tag
 
 
 def test_classifier_cache_is_written_and_reused(run, evaluated, tmp_path):
@@ -100,7 +103,8 @@ def test_classifier_cache_is_written_and_reused(run, evaluated, tmp_path):
     assert name.startswith("classifier_synthetic-") and name.endswith("_small_32.keras")
     mtime = os.path.getmtime(path)
     second = evaluate_run(str(tmp / "run"), output=str(tmp_path / "again"), classifier="small",
-                          classifier_epochs=1, kid_subsets=2, write_tensorboard=False)
+                          classifier_epochs=1, kid_subsets=2, write_tensorboard=False,
+                          two_sample_epochs=1)
     assert second["classification"]["classifier"]["cached"] is True
     assert os.path.getmtime(path) == mtime
     assert second["classification"]["real"] == first["classification"]["real"]
@@ -114,10 +118,12 @@ def test_cli_shares_one_classifier_cache_across_runs(run, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mlc_keras.evaluate", f"--workdir={tmp}/run",
          f"--output={tmp_path}/report", f"--classifier_cache={shared}", "--classifier=small",
-         "--classifier_epochs=1", "--kid_subsets=2"],
+         "--classifier_epochs=1", "--kid_subsets=2", "--two_sample_epochs=1"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": REPO_ROOT})
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "paper protocol" in proc.stdout and "disjoint-subject judge" in proc.stdout
+    assert "two-sample test accuracy" in proc.stdout
     cached = [f for f in os.listdir(shared) if f.endswith("_small_32.keras")]
     assert len(cached) == 1
     report = json.loads((tmp_path / "report" / "results.json").read_text())
@@ -181,7 +187,7 @@ def test_without_dlib_identity_and_kid_are_unavailable(run, evaluated, tmp_path,
     monkeypatch.setattr(metrics.FaceEmbedder, "embed", missing)
     tmp, _ = evaluated
     results = evaluate_run(str(tmp / "run"), output=str(tmp_path), classifier="small",
-                           classifier_epochs=1, write_tensorboard=False)
+                           classifier_epochs=1, write_tensorboard=False, two_sample_epochs=1)
     for section in ("identity", "realism"):
         assert results[section]["available"] is False
         assert results[section]["install"] == "pip install dlib-bin face_recognition_models"
@@ -207,6 +213,84 @@ def test_classifier_settings_are_part_of_the_cache(run, evaluated, tmp_path):
     assert first["classification"]["classifier"]["learning_rate"] == pytest.approx(2e-3)
     again = evaluate_run(str(tmp / "run"), output=str(tmp_path / "lr"), classifier="small",
                          classifier_epochs=1, classifier_lr=5e-4, kid_subsets=2,
-                         write_tensorboard=False)
+                         write_tensorboard=False, two_sample_epochs=1)
     info = again["classification"]["classifier"]
     assert info["cached"] is False and info["learning_rate"] == pytest.approx(5e-4)
+
+
+# ------------------------------------------------------------ honest realism metrics
+
+
+def test_honest_metrics_are_in_range(run, evaluated):
+    from mlc_keras.evaluation.realism import SUSPECT_NOTE
+    from mlc_keras.evaluation.run import PAPER_PROTOCOL
+
+    tmp, results = evaluated
+    on_disk = json.loads((tmp / "run" / "eval" / "results.json").read_text())
+    split = json.loads((tmp / "run" / "split.json").read_text())
+    train, test = set(split["train"]), set(split["test"])
+    data = prepare_data(run[1])
+    pairs = data.test_pairs
+    changed = sum(1 for s in sorted(set(pairs.src.tolist()))
+                  for k in sorted(set(pairs.labels[pairs.tgt].tolist())) if k != pairs.labels[s])
+
+    t = on_disk["two_sample"]
+    assert t["available"], t
+    assert 0.0 <= t["ci_low"] <= t["accuracy"] <= t["ci_high"] <= 1.0 and t["n_test"] > 0
+    assert set(t["train_subjects"]) | set(t["test_subjects"]) <= test
+    assert not set(t["train_subjects"]) & set(t["test_subjects"])
+
+    sharp = on_disk["sharpness"]
+    assert sharp["n"] == changed and sharp["mean"] > 0 and len(sharp["ratios"]) == changed
+
+    judge = on_disk["expression_judge"]
+    assert judge["available"], judge
+    judged = set()
+    for fold in judge["folds"]:
+        assert not set(fold["train_subjects"]) & train  # never a generator-training subject
+        assert set(fold["train_subjects"]) <= test and fold["train_images"] > 0
+        assert not set(fold["train_subjects"]) & set(fold["judged_subjects"])
+        judged |= set(fold["judged_subjects"])
+    assert judged == test
+    c = on_disk["classification"]
+    assert c["protocol"] == PAPER_PROTOCOL
+    for part in ("real", "generated"):
+        assert 0.0 <= judge[part]["overall"] <= 1.0
+        assert judge[part]["n"] == c[part]["n"]  # every image judged once, pooled
+    assert sorted(judge["rate_ratio"]) == sorted(c["generated"]["per_expression"])
+    for ratio in judge["rate_ratio"].values():
+        assert 0.0 <= ratio["generated_rate"] <= 1.0 and 0.0 <= ratio["real_rate"] <= 1.0
+        assert ratio["ratio"] is None or ratio["ratio"] >= 0.0
+
+    md = (tmp / "run" / "eval" / "results.md").read_text()
+    assert PAPER_PROTOCOL[0].upper() + PAPER_PROTOCOL[1:] in md
+    for section in (c, judge):  # the note appears exactly when generated error < real error
+        fooled = section["generated"]["overall"] < section["real"]["overall"]
+        assert section["suspect"] == (SUSPECT_NOTE if fooled else "")
+    assert (SUSPECT_NOTE in md) == bool(c["suspect"] or judge["suspect"])
+    assert "two-sample test" in md and "Laplacian variance generated / source" in md
+
+    ident = on_disk["identity"]
+    if ident["available"]:
+        v = ident["verification"]
+        for key in ("generated_verification_rate", "real_verification_rate"):
+            assert 0.0 <= v[key] <= 1.0
+        assert v["generated_vs_source_mean"] >= 0 and v["threshold"] == 0.6
+        assert v["n_generated"] == changed and "verification rate at 0.6" in md
+
+
+def test_judge_refuses_generator_training_subjects():
+    from mlc_keras.evaluation.realism import SubjectOverlapError
+    from mlc_keras.evaluation.run import cross_fit_judge
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    groups = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    judged = {"real": (images, groups)}
+    preds, folds = cross_fit_judge(images, [0, 1] * 4, groups, judged, 2, ["x", "y"],
+                                   arch="small", epochs=1)
+    assert preds["real"].shape == (8,) and set(preds["real"].tolist()) <= {0, 1}
+    assert sorted(folds[0]["train_subjects"] + folds[1]["train_subjects"]) == list("abcd")
+    with pytest.raises(SubjectOverlapError, match="share"):
+        cross_fit_judge(images, [0, 1] * 4, groups, judged, 2, ["a", "b", "c", "d"],
+                        arch="small", epochs=1)

@@ -8,15 +8,35 @@ Reported (results.json, results.md, split.json in DIR, default RUN/eval;
 the scalars also go to TensorBoard under ``eval/...`` in RUN/events at the
 checkpoint's step):
 
-  classification  an expression classifier (``evaluation.classifier``) trained
-                  on the REAL images of the TRAIN subjects only (cached under
-                  the run's data cache) classifies (a) the real held-out
-                  target images and (b) faces generated from the held-out
-                  subjects' source images for every target expression the
-                  test pairs contain; error per expression and overall.
+  classification  PAPER PROTOCOL: an expression classifier
+                  (``evaluation.classifier``) trained on the REAL images of
+                  the generator's TRAIN subjects (cached under the run's data
+                  cache) classifies (a) the real held-out target images and
+                  (b) faces generated from the held-out subjects' source
+                  images for every target expression the test pairs contain;
+                  error per expression and overall. A generated error below
+                  the real error is flagged ``realism.SUSPECT_NOTE``.
+  expression_judge  the honest version: 2-fold cross-fitting over the
+                  HELD-OUT subjects (a fresh classifier trained on the real
+                  images of one half judges the other half's real targets
+                  and generated faces, then the halves swap; predictions
+                  pooled), so it never sees a generator-training subject
+                  (``realism.disjoint_subjects``); real and generated error,
+                  target-expression rate generated / real per class, suspect note.
+  two_sample      ``realism.two_sample_test``: a fresh classifier tells real
+                  held-out target photos from generated faces (expression-
+                  changing rows: target expression != the source's), trained
+                  on half of the held-out subjects, tested on the other half
+                  (0.5 = indistinguishable; 95 % Wilson interval).
+  sharpness       ``realism.sharpness_ratio``: variance of the Laplacian,
+                  generated / source, whole image at the model resolution
+                  (the same expression-changing rows).
   identity        dlib face descriptors (metrics.FaceEmbedder, whole-crop
                   path for every image): generated vs source, beside the
-                  real same-person pair and different people.
+                  real same-person pair and different people; plus
+                  "verification" (``realism.identity_summary``): mean distance
+                  and verification rate at 0.6 for generated (expression-
+                  changing rows) vs source beside real source vs real target.
   realism         KID (unbiased, mean and std error over subsets) between the
                   generated and the real target images on the same face
                   descriptors (NOT Inception features; see FID_NOTE).
@@ -83,6 +103,60 @@ def classifier_warning(predicted, labels, num_classes):
             "--classifier_lr) or on more images.")
 
 
+PAPER_PROTOCOL = "paper protocol: classifier trained on the generator's training subjects"
+JUDGE_PROTOCOL = ("disjoint-subject judge: 2-fold cross-fitting over the held-out subjects "
+                  "(trained on one half's real images, judging the other half's real and "
+                  "generated images, then swapped; pooled)")
+
+
+def cross_fit_judge(images, labels, groups, judged, num_classes, generator_subjects=None,
+                    arch="alexnet", epochs=30, seed=0, flip=True, width=None, learning_rate=None):
+    """Expression judge by 2-fold cross-fitting over subjects.
+
+    The subjects of ``groups`` are halved (``realism.subject_split``); a fresh
+    classifier trained on one half's real ``images`` / ``labels`` predicts
+    every ``judged`` image of the other half's subjects, then the halves swap.
+    Each half is checked against ``generator_subjects`` (when known) with
+    ``realism.disjoint_subjects``, which raises on overlap.
+
+    Args:
+      images: uint8 [N, R, R, 3] real labelled images; labels, groups: [N].
+      judged: {name: (images [M, R, R, 3], subject ids [M])}, every subject
+        among ``groups``' subjects.
+
+    Returns:
+      (predictions {name: int32 [M]}, folds: [{"train_subjects",
+      "judged_subjects", "train_images", "train_accuracy"}]).
+    """
+    from mlc_keras.evaluation import classifier as clf_lib
+    from mlc_keras.evaluation import realism
+
+    groups = realism._ids(groups)
+    halves = realism.subject_split(groups, seed)
+    labels = np.asarray(labels, np.int32).reshape(-1)
+    predictions = {name: np.full([len(g)], -1, np.int32) for name, (_, g) in judged.items()}
+    folds = []
+    for train_half, judged_half in (halves, halves[::-1]):
+        if generator_subjects is not None:
+            realism.disjoint_subjects(train_half, generator_subjects)
+        train_set, judged_set = set(train_half), set(judged_half)
+        chosen = np.asarray([g in train_set for g in groups])
+        model = clf_lib.train_classifier(np.asarray(images)[chosen], labels[chosen], num_classes,
+                                         arch, epochs, seed, flip, width,
+                                         learning_rate=learning_rate)
+        for name, (x, g) in judged.items():
+            rows = np.flatnonzero([v in judged_set for v in realism._ids(g)])
+            if rows.size:
+                predictions[name][rows] = clf_lib.predict_labels(model, np.asarray(x)[rows])
+        folds.append({"train_subjects": list(train_half), "judged_subjects": list(judged_half),
+                      "train_images": int(chosen.sum()), "train_accuracy": model.train_accuracy})
+    return predictions, folds
+
+
+def _unavailable(error):
+    return {"available": False, "reason": str(error)}
+
+
 # ----------------------------------------------------------------- data
 
 
@@ -123,11 +197,11 @@ def _prepare(config, workdir):
 # ----------------------------------------------------------------- sections
 
 
-def _face_sections(gen_grid, grid_src, grid_subjects, pair_rows, real_images, test_pairs,
+def _face_sections(gen_grid, grid_src, changed_rows, pair_rows, real_images, test_pairs,
                    kid_subsets, kid_subset_size, seed):
     """Identity and realism on dlib descriptors, or 'unavailable' sections."""
     from mlc_keras.errors import MissingDependencyError
-    from mlc_keras.evaluation import metrics
+    from mlc_keras.evaluation import metrics, realism
 
     try:
         embedder = metrics.FaceEmbedder(detect=False)
@@ -146,6 +220,13 @@ def _face_sections(gen_grid, grid_src, grid_subjects, pair_rows, real_images, te
         [test_pairs.subjects[int(s)] for s in src])
     identity["available"] = True
     identity["face_path"] = "whole crop (detector off) for real and generated faces alike"
+    changed = test_pairs.labels[src] != test_pairs.labels[tgt]
+    identity["verification"] = realism.identity_summary(
+        metrics.identity_distances(gen_emb[np.asarray(changed_rows, np.int64)],
+                                   real_emb[np.asarray(grid_src)[changed_rows]]),
+        metrics.identity_distances(real_emb[src[changed]], real_emb[tgt[changed]]))
+    identity["verification"]["pairs"] = ("generated (expression-changing rows) vs source; "
+                                         "real: source vs real target of another expression")
     identity["generated_grid_vs_source"] = metrics.summarize(
         metrics.identity_distances(gen_emb, real_emb[np.asarray(grid_src)]))
     targets = sorted(set(tgt.tolist()))
@@ -183,18 +264,21 @@ def _fidelity(generated, real):
 
 def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=30,
                  classifier_width=None, classifier_cache=None, kid_subsets=100,
-                 kid_subset_size=1000, seed=0, write_tensorboard=True, classifier_lr=None):
+                 kid_subset_size=1000, seed=0, write_tensorboard=True, classifier_lr=None,
+                 two_sample_arch="small", two_sample_epochs=15):
     """Evaluates the run in ``workdir`` on its held-out subjects.
 
     Args:
       workdir: training run folder (options.json, split.json, checkpoints/).
       output: report folder (default ``workdir/eval``).
       classifier: "alexnet" or "small"; classifier_epochs / classifier_width /
-        classifier_lr: its training (see mlc_keras.evaluation.classifier).
+        classifier_lr: its training (see mlc_keras.evaluation.classifier),
+        for the paper-protocol classifier and the disjoint-subject judge alike.
       classifier_cache: where the classifier is cached (default the run's
         data cache: ``--data_cache`` or ``workdir/data``).
       kid_subsets, kid_subset_size: KID estimator settings.
-      seed: classifier training and KID subset draws.
+      seed: classifier training, halves of the subjects and KID subset draws.
+      two_sample_arch, two_sample_epochs: the real-vs-generated classifier.
 
     Returns:
       the results dict also written to ``results.json`` (floats; nan/inf as
@@ -202,7 +286,7 @@ def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=3
     """
     from mlc_keras.data.manifest import cache_dir_for
     from mlc_keras.evaluation import classifier as clf_lib
-    from mlc_keras.evaluation import report
+    from mlc_keras.evaluation import realism, report
     from mlc_keras.inference.loading import generate
 
     generator, config, checkpoint = _load(workdir)
@@ -243,9 +327,47 @@ def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=3
     row_of = {(int(s), int(k)): i for i, (s, k) in enumerate(zip(grid_src, grid_lab))}
     pair_rows = [row_of[(int(s), int(test.labels[t]))] for s, t in zip(test.src, test.tgt)]
 
-    identity, realism = _face_sections(
-        generated, grid_src, [test.subjects[int(s)] for s in grid_src], pair_rows, real, test,
-        kid_subsets, kid_subset_size, seed)
+    # Rows that change the expression (target expression != the source's own).
+    changed_rows = np.flatnonzero(grid_lab != test.labels[grid_src])
+    identity, kid = _face_sections(generated, grid_src, changed_rows, pair_rows, real, test,
+                                   kid_subsets, kid_subset_size, seed)
+    gen_u8 = to_uint8(generated)
+    real_targets = np.array(sorted({int(t) for s, t in zip(test.src, test.tgt)
+                                    if test.labels[s] != test.labels[t]}), np.int64)
+    subjects = np.asarray(test.subjects)
+    try:
+        two_sample = realism.two_sample_test(
+            real[real_targets], gen_u8[changed_rows], subjects[real_targets],
+            subjects[grid_src[changed_rows]], arch=two_sample_arch, epochs=two_sample_epochs,
+            seed=seed)
+        two_sample["available"] = True
+    except realism.RealismError as e:
+        two_sample = _unavailable(e)
+    two_sample["rows"] = "real held-out target photos vs generated faces of another expression"
+    sharp = realism.sharpness_ratio(gen_u8[changed_rows], real[grid_src[changed_rows]])
+    sharp["where"] = f"whole image at {config.resolution} px, generated vs its source"
+
+    judge = {"protocol": JUDGE_PROTOCOL, "arch": classifier, "epochs": int(classifier_epochs)}
+    try:
+        preds, judge["folds"] = cross_fit_judge(
+            real, test.labels, test.subjects,
+            {"real": (real[targets], subjects[targets]),
+             "generated": (gen_u8, subjects[grid_src])},
+            num_classes, data.train_subjects, classifier, classifier_epochs, seed, config.flip,
+            classifier_width, classifier_lr)
+        judge["real"] = classification_errors(preds["real"], test.labels[targets], expressions)
+        judge["generated"] = classification_errors(preds["generated"], grid_lab, expressions)
+        judge["rate_ratio"] = {expressions[k]: realism.expression_rate_ratio(
+            preds["generated"][grid_lab == k], preds["real"][test.labels[targets] == k], k)
+            for k in target_ids}
+        judge["suspect"] = realism.suspect_note(judge["generated"]["overall"],
+                                                judge["real"]["overall"])
+        judge["warning"] = classifier_warning(preds["real"], test.labels[targets], num_classes)
+        judge["available"] = True
+    except realism.SubjectOverlapError:
+        raise
+    except realism.RealismError as e:
+        judge.update(_unavailable(e))
 
     # Fidelity where a real target other than the source itself exists.
     keep = [i for i, (s, t) in enumerate(zip(test.src, test.tgt)) if s != t]
@@ -266,13 +388,19 @@ def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=3
                   "train_count": len(data.train_subjects), "test_count": len(data.test_subjects)},
         "test_expressions": [expressions[k] for k in target_ids],
         "test_pairs": len(test),
-        "classification": {"classifier": {k: v for k, v in clf_info.items()},
-                           "real": real_cls, "generated": gen_cls},
+        "classification": {"protocol": PAPER_PROTOCOL,
+                           "classifier": {k: v for k, v in clf_info.items()},
+                           "real": real_cls, "generated": gen_cls,
+                           "suspect": realism.suspect_note(gen_cls["overall"],
+                                                           real_cls["overall"])},
+        "expression_judge": judge,
+        "two_sample": two_sample,
+        "sharpness": sharp,
         "identity": identity,
-        "realism": realism,
+        "realism": kid,
         "fidelity": fidelity,
-        "fid_note": realism["fid_note"],
-        "features": realism["features"],
+        "fid_note": kid["fid_note"],
+        "features": kid["features"],
         "attribution": data.attribution,
     }
     split = {"train": list(data.train_subjects), "test": list(data.test_subjects)}

@@ -1,0 +1,324 @@
+"""Full-photo neutral -> happy evaluation (imports images, errors, data/, inference/, evaluation/*).
+
+``evaluate_photos(model, photos_dir, subjects, output, ...) -> dict``, behind
+``python -m mlc_keras.evaluate --photos_dir=DIR`` (with ``--workdir=RUN``:
+the run's model and held-out subjects; with ``--model=PATH``: any model
+``load_model_for_synthesis`` takes, and ``--photo_subjects`` is required).
+
+For each subject, ``synthesize_photo(model, neutral photo, ["happy"],
+paste_back=True)`` makes the pasted photo at the photo's own resolution; then
+
+  sharpness     ``realism.sharpness_ratio`` inside the source photo's detected
+                face box, pasted photo vs source photo, at full resolution.
+  identity      dlib distance (``FaceEmbedder``, whole-crop path) between the
+                aligned crops of the pasted and the source photo (same eyes,
+                same framing), beside the real same-person distance (real
+                smiling photo <-> neutral photo); verification rates at 0.6.
+  two_sample    ``realism.two_sample_test`` on aligned crops (``crop`` px) of
+                the pasted photos vs the real smiling photos, split by subject.
+  judge         2-fold cross-fitting over the evaluated subjects: a
+                neutral/happy classifier trained on one half's real crops
+                judges the other half's real smiling and generated crops;
+                happy rate generated / real, and the suspect note.
+  targets       sharpness ratio >= 0.8, identity distance <= 0.25, two-sample
+                accuracy <= 0.70, happy-rate ratio >= 0.9: "met" / "not met".
+
+Written to ``output``: photos.json, photos.md and contact_sheet.png (source |
+generated | real target, one row per subject, ``cell`` px per cell) with
+contact_sheet.png.txt (rows and the London attribution). Pictures of London
+faces are never written inside a git checkout (``PhotoEvaluationError``).
+"""
+
+import os
+
+import numpy as np
+
+from mlc_keras.errors import UserError
+from mlc_keras.evaluation.report import _fmt, clean, two_sample_cell, verification_cell
+from mlc_keras.images import read_json, write_json_atomic, write_png_atomic, write_text_atomic
+
+__all__ = ["PHOTO_TARGETS", "PhotoEvaluationError", "console_summary", "evaluate_photos",
+           "evaluate_photos_for", "render_markdown"]
+
+# (key, label, comparison, threshold)
+PHOTO_TARGETS = (
+    ("sharpness_ratio", "sharpness ratio (pasted / source, face box)", ">=", 0.8),
+    ("identity_distance", "identity distance pasted <-> source (dlib)", "<=", 0.25),
+    ("two_sample_accuracy", "two-sample accuracy (real vs generated crops)", "<=", 0.70),
+    ("happy_rate_ratio", "happy-rate ratio generated / real", ">=", 0.9),
+)
+SHEET = "contact_sheet.png"
+
+
+class PhotoEvaluationError(UserError, ValueError):
+    """The photos, subjects, model or output cannot be used; the message says why."""
+
+
+def evaluate_photos_for(workdir, model, photos_dir, subjects, output, **settings):
+    """The command's entry: resolves the model, the subjects and the output
+    folder from --workdir / --model, then ``evaluate_photos``."""
+    if bool(workdir) == bool(model):
+        raise PhotoEvaluationError("give --workdir=RUN (its model and held-out subjects) or "
+                                   "--model=PATH with --photo_subjects, not both or neither")
+    if not photos_dir:
+        raise PhotoEvaluationError("--model needs --photos_dir (a London-layout folder)")
+    train = None
+    if workdir:
+        split_file = os.path.join(workdir, "split.json")
+        if not os.path.isfile(split_file):
+            raise PhotoEvaluationError(f"{split_file}: missing; the run's held-out subjects are "
+                                       "unknown (pass --model and --photo_subjects instead)")
+        split = read_json(split_file)
+        train, subjects = split.get("train", []), list(subjects) or split.get("test", [])
+        model, output = workdir, output or os.path.join(workdir, "eval")
+    if not subjects:
+        raise PhotoEvaluationError("--photo_subjects: give the held-out subjects to evaluate on "
+                                   "(comma list, e.g. 001,002)")
+    if not output:
+        raise PhotoEvaluationError("--output is required with --model")
+    return evaluate_photos(model, photos_dir, subjects, output, generator_subjects=train,
+                           **settings)
+
+
+def _crop(photo, face, size):
+    from mlc_keras.data import align
+
+    return align.align_face(photo, face.left_eye, face.right_eye, size)[0]
+
+
+def _box_region(image, box):
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    return image[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
+
+
+def _check_output(output):
+    from mlc_keras.inference.compare import _inside_git_checkout
+
+    sheet = os.path.join(os.path.abspath(output), SHEET)
+    if _inside_git_checkout(sheet):
+        raise PhotoEvaluationError(f"--output={output}: inside a git checkout; pictures made from "
+                                   "London faces must not be committed: write them elsewhere "
+                                   "(e.g. a run folder or /tmp)")
+    return sheet
+
+
+def _collect(model, photos_dir, subjects, crop, cell, aligner):
+    """Per subject: full-resolution face-box regions, aligned crops, sheet cells."""
+    from mlc_keras.data import align
+    from mlc_keras.data.sources import london
+    from mlc_keras.inference.synthesize import synthesize_photo
+
+    neutral, smiling = london.scan_london(photos_dir)
+    missing = [s for s in subjects if s not in neutral or s not in smiling]
+    if missing:
+        raise PhotoEvaluationError(
+            f"--photo_subjects: {', '.join(missing)} lack(s) {london.NEUTRAL_DIR}/NNN_03.jpg or "
+            f"{london.SMILING_DIR}/NNN_08.jpg in {photos_dir}")
+    aligner = aligner or align.get_default_aligner()
+    out = {k: [] for k in ("subjects", "gen_region", "src_region", "src", "gen", "real", "rows")}
+    skipped = []
+    for subject in subjects:
+        try:
+            result = synthesize_photo(model, neutral[subject], ["happy"], paste_back=True,
+                                      aligner=aligner)
+            target = align.load_image(smiling[subject])
+            real_face = aligner.detect_largest(target, smiling[subject])
+        except align.ImageError as e:  # includes NoFaceError
+            skipped.append({"subject": subject, "reason": str(e)})
+            continue
+        face, photo = result.faces[0].face, result.photo
+        pasted = result.pasted("happy")
+        out["subjects"].append(subject)
+        out["gen_region"].append(_box_region(pasted, face.box))
+        out["src_region"].append(_box_region(photo, face.box))
+        out["src"].append(_crop(photo, face, crop))
+        out["gen"].append(_crop(pasted, face, crop))
+        out["real"].append(_crop(target, real_face, crop))
+        out["rows"].append([_crop(photo, face, cell), _crop(pasted, face, cell),
+                            _crop(target, real_face, cell)])
+    if not out["subjects"]:
+        raise PhotoEvaluationError(f"no usable subject among {', '.join(subjects)}: "
+                                   + "; ".join(s["reason"] for s in skipped))
+    return out, skipped
+
+
+def _identity(src, gen, real):
+    from mlc_keras.data.identity import FaceEmbedder, identity_distances
+    from mlc_keras.evaluation import realism
+    from mlc_keras.errors import MissingDependencyError
+
+    try:
+        embedder = FaceEmbedder(detect=False)
+        s, g, r = (embedder.embed(np.stack(x)) for x in (src, gen, real))
+    except (MissingDependencyError, ImportError) as e:
+        return {"available": False, "reason": str(e) or "dlib is not installed"}
+    d_gen, d_real = identity_distances(g, s), identity_distances(r, s)
+    out = realism.identity_summary(d_gen, d_real)
+    out.update(available=True, generated_vs_source=d_gen.tolist(),
+               real_same_person=d_real.tolist(),
+               face_path="aligned crops, same eyes for pasted and source; whole-crop path")
+    return out
+
+
+def _judge(src, gen, real, subjects, generator_subjects, classifier, classifier_epochs, seed,
+           classifier_width, classifier_lr):
+    """neutral (0) / happy (1) judge, 2-fold over the subjects."""
+    from mlc_keras.evaluation import realism
+    from mlc_keras.evaluation.run import JUDGE_PROTOCOL, _unavailable, cross_fit_judge
+
+    judge = {"protocol": JUDGE_PROTOCOL, "classes": ["neutral", "happy"], "arch": classifier,
+             "epochs": int(classifier_epochs)}
+    try:
+        preds, judge["folds"] = cross_fit_judge(
+            np.concatenate([np.stack(src), np.stack(real)]),
+            [0] * len(src) + [1] * len(real), list(subjects) * 2,
+            {"real": (np.stack(real), subjects), "generated": (np.stack(gen), subjects)},
+            2, generator_subjects, classifier, classifier_epochs, seed, True, classifier_width,
+            classifier_lr)
+    except realism.SubjectOverlapError:
+        raise
+    except realism.RealismError as e:
+        return {**judge, **_unavailable(e)}
+    rate = realism.expression_rate_ratio(preds["generated"], preds["real"], 1)
+    errors = {"real_error": 1.0 - rate["real_rate"], "generated_error": 1.0 - rate["generated_rate"]}
+    judge.update(available=True, happy_rate=rate, **errors,
+                 suspect=realism.suspect_note(errors["generated_error"], errors["real_error"]))
+    return judge
+
+
+def _targets(results):
+    figures = {
+        "sharpness_ratio": results["sharpness"].get("mean"),
+        "identity_distance": results["identity"].get("generated_vs_source_mean"),
+        "two_sample_accuracy": results["two_sample"].get("accuracy"),
+        "happy_rate_ratio": results["judge"].get("happy_rate", {}).get("ratio"),
+    }
+    out = []
+    for key, label, op, threshold in PHOTO_TARGETS:
+        value = figures[key]
+        known = value is not None and np.isfinite(value)
+        met = known and (value >= threshold if op == ">=" else value <= threshold)
+        out.append({"key": key, "label": label, "target": f"{op} {threshold:g}",
+                    "value": value if known else None, "met": bool(met),
+                    "note": results["judge"].get("suspect", "") if key == "happy_rate_ratio"
+                    else ""})
+    return out
+
+
+def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None, crop=128,
+                    cell=256, classifier="alexnet", classifier_epochs=30, classifier_width=None,
+                    classifier_lr=None, two_sample_arch="small", two_sample_epochs=15, seed=0,
+                    aligner=None):
+    """Full-photo neutral -> happy evaluation (see the module docstring).
+
+    Args:
+      model: a ``SynthesisModel`` or anything ``load_model_for_synthesis`` takes.
+      photos_dir: London-layout folder (neutral_front/NNN_03.jpg,
+        smiling_front/NNN_08.jpg).
+      subjects: subject ids ("001", ...), held out from the generator's training.
+      output: folder of photos.json, photos.md and the contact sheet (never
+        inside a git checkout).
+      generator_subjects: the generator's training subjects when known; the
+        evaluated subjects (and so the judge's) must be disjoint from them.
+      crop: side of the aligned crops of the identity, two-sample and judge
+        metrics; cell: side of a contact-sheet cell.
+      classifier, classifier_epochs, classifier_width, classifier_lr: the judge.
+      two_sample_arch, two_sample_epochs: the real-vs-generated classifier.
+
+    Returns:
+      the results dict written to photos.json (nan as None).
+    """
+    from mlc_keras.data.sources.london import LONDON_ATTRIBUTION
+    from mlc_keras.evaluation import realism
+    from mlc_keras.evaluation.run import _unavailable
+    from mlc_keras.inference.loading import SynthesisModel, load_model_for_synthesis
+    from mlc_keras.inference.synthesize import make_grid
+
+    sheet = _check_output(output)
+    subjects = [str(s).strip() for s in subjects if str(s).strip()]
+    if generator_subjects is not None:
+        realism.disjoint_subjects(subjects, generator_subjects)
+    if not isinstance(model, SynthesisModel):
+        model = load_model_for_synthesis(model)
+    data, skipped = _collect(model, photos_dir, subjects, int(crop), int(cell), aligner)
+    used = data["subjects"]
+    results = {"model": model.source, "photos_dir": os.path.abspath(photos_dir),
+               "subjects": used, "skipped": skipped, "crop": int(crop),
+               "generator_subjects_known": generator_subjects is not None}
+    results["sharpness"] = realism.sharpness_ratio(data["gen_region"], data["src_region"])
+    results["sharpness"]["where"] = "inside the source photo's detected face box, full resolution"
+    results["identity"] = _identity(data["src"], data["gen"], data["real"])
+    try:
+        results["two_sample"] = {**realism.two_sample_test(
+            np.stack(data["real"]), np.stack(data["gen"]), used, used, arch=two_sample_arch,
+            epochs=two_sample_epochs, seed=seed, resolution=crop), "available": True}
+    except realism.RealismError as e:
+        results["two_sample"] = _unavailable(e)
+    results["judge"] = _judge(data["src"], data["gen"], data["real"], used, generator_subjects,
+                              classifier, classifier_epochs, seed, classifier_width,
+                              classifier_lr)
+    results["targets"] = _targets(results)
+    os.makedirs(output, exist_ok=True)
+    write_png_atomic(sheet, make_grid(data["rows"]))
+    write_text_atomic(sheet + ".txt", "columns: source (neutral) | generated (happy, pasted) | "
+                      "real target (smiling)\nrows: " + ", ".join(used) + "\n\n"
+                      + LONDON_ATTRIBUTION + "\n")
+    results = clean(results)
+    results["paths"] = {"json": os.path.join(output, "photos.json"),
+                        "markdown": os.path.join(output, "photos.md"), "sheet": sheet}
+    write_text_atomic(results["paths"]["markdown"], render_markdown(results))
+    write_json_atomic(results["paths"]["json"], results, indent=1, sort_keys=False,
+                      allow_nan=False)
+    return results
+
+
+def target_lines(results):
+    """'met' / 'not met' per target, with the figure."""
+    return [f"{'met' if t['met'] else 'not met'}: {t['label']} = {_fmt(t['value'], 3)} "
+            f"(target {t['target']})" + (f" - {t['note']}, not a win" if t.get("note") else "")
+            for t in results["targets"]]
+
+
+def render_markdown(results):
+    from mlc_keras.data.sources.london import LONDON_ATTRIBUTION
+
+    r, j = results, results["judge"]
+    sh, ident = r["sharpness"], r["identity"]
+    lines = [f"# Full-photo evaluation (neutral -> happy) of `{r['model']}`", "",
+             f"{len(r['subjects'])} subject(s) of `{r['photos_dir']}`: {', '.join(r['subjects'])}."
+             + (f" Skipped: {', '.join(s['subject'] for s in r['skipped'])}." if r["skipped"]
+                else ""), ""]
+    if not r["generator_subjects_known"]:
+        lines += ["The generator's training subjects are unknown (--model): make sure these "
+                  "subjects were held out.", ""]
+    lines += ["| metric | value |", "|---|---|",
+              f"| sharpness: Laplacian variance pasted / source ({sh['where']}) | mean "
+              f"{_fmt(sh['mean'])}, median {_fmt(sh['median'])} (n={sh['n_finite']}) |",
+              "| identity: dlib distance pasted vs source | "
+              + (verification_cell(ident) if ident.get("available")
+                 else f"unavailable: {ident.get('reason')}") + " |",
+              f"| two-sample test: real vs generated crops ({r['crop']} px), accuracy, 95% CI | "
+              f"{two_sample_cell(r['two_sample'])} |"]
+    if j.get("available"):
+        h = j["happy_rate"]
+        lines += [f"| judge: happy rate generated / real | {_fmt(h['ratio'])} "
+                  f"({_fmt(h['generated_rate'])} / {_fmt(h['real_rate'])}) |",
+                  f"| judge: error real / generated | {_fmt(j['real_error'])} / "
+                  f"{_fmt(j['generated_error'])} |"]
+    else:
+        lines.append(f"| judge | unavailable: {j.get('reason')} |")
+    lines += ["", f"Judge: {j['protocol']}.", ""]
+    if j.get("suspect"):
+        lines += [f"**{j['suspect']}**", ""]
+    lines += ["## Targets", ""] + [f"- {line}" for line in target_lines(r)]
+    lines += ["", f"Contact sheet (outside the repository): `{r['paths']['sheet']}`.", "",
+              LONDON_ATTRIBUTION, ""]
+    return "\n".join(lines)
+
+
+def console_summary(results):
+    """The lines the evaluate command prints for the photos."""
+    return "\n".join(["full photos (neutral -> happy):"] + [f"  {x}" for x in target_lines(results)]
+                     + [f"report: {results['paths']['markdown']}",
+                        f"contact sheet: {results['paths']['sheet']}"])

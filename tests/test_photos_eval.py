@@ -1,0 +1,113 @@
+"""Full-photo evaluation (evaluation/photos.py): neutral -> happy on real London
+photos with a tiny untrained exported model, 4 subjects, written under tmp_path;
+the contact sheet is refused inside a git checkout; the judge never trains on
+the generator's training subjects. The London test skips visibly when the set
+is absent."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT, london_dir  # the aligner fixture is in conftest too
+from mlc_keras.evaluation import photos
+from mlc_keras.evaluation.realism import SUSPECT_NOTE, SubjectOverlapError
+from test_synthesize import TINY
+
+CELL = 48
+GAP = 2
+
+
+@pytest.fixture(scope="module")
+def exported_keras(tmp_path_factory):
+    from mlc_keras.config import make_config
+    from mlc_keras.inference import export
+    from mlc_keras.training.build import build_generator
+
+    config = make_config(**TINY)
+    generator = build_generator(config).build_for_inputs()
+    out = tmp_path_factory.mktemp("export")
+    return export.export_generator(generator, config, str(out), "mlc", 1)["keras"]
+
+
+def paired_subjects(folder, count):
+    from mlc_keras.data.sources import london
+
+    neutral, smiling = london.scan_london(folder)
+    return sorted(set(neutral) & set(smiling))[:count]
+
+
+def test_full_photos_on_london(aligner, exported_keras, tmp_path):
+    folder = london_dir()
+    subjects = paired_subjects(folder, 4)
+    out = tmp_path / "photos"
+    results = photos.evaluate_photos(
+        exported_keras, folder, subjects, str(out), crop=64, cell=CELL, classifier="small",
+        classifier_epochs=1, two_sample_epochs=1)
+    on_disk = json.loads((out / "photos.json").read_text())
+    assert on_disk == results
+    used = on_disk["subjects"]
+    assert len(used) + len(on_disk["skipped"]) == 4 and len(used) >= 2
+
+    sharp = on_disk["sharpness"]
+    assert sharp["n"] == len(used) and sharp["mean"] > 0
+    ident = on_disk["identity"]
+    assert ident["available"] and ident["n_generated"] == ident["n_real"] == len(used)
+    assert ident["generated_vs_source_mean"] >= 0 and ident["real_same_person_mean"] > 0
+    for key in ("generated_verification_rate", "real_verification_rate"):
+        assert 0.0 <= ident[key] <= 1.0
+    t = on_disk["two_sample"]
+    assert t["available"] and 0.0 <= t["ci_low"] <= t["accuracy"] <= t["ci_high"] <= 1.0
+    assert t["resolution"] == 64
+    j = on_disk["judge"]
+    assert j["available"] and j["classes"] == ["neutral", "happy"]
+    assert sorted(s for f in j["folds"] for s in f["judged_subjects"]) == sorted(used)
+    rate = j["happy_rate"]
+    assert rate["n_generated"] == rate["n_real"] == len(used)
+    assert j["suspect"] == (SUSPECT_NOTE if j["generated_error"] < j["real_error"] else "")
+    assert [x["key"] for x in on_disk["targets"]] == [k for k, *_ in photos.PHOTO_TARGETS]
+    assert all(isinstance(x["met"], bool) for x in on_disk["targets"])
+
+    sheet = np.asarray(Image.open(on_disk["paths"]["sheet"]))
+    rows = len(used)
+    assert sheet.shape == (rows * CELL + (rows - 1) * GAP, 3 * CELL + 2 * GAP, 3)
+    from mlc_keras.data.sources.london import LONDON_ATTRIBUTION
+
+    assert LONDON_ATTRIBUTION in (out / "contact_sheet.png.txt").read_text()
+    md = (out / "photos.md").read_text()
+    assert "## Targets" in md and LONDON_ATTRIBUTION in md
+    summary = photos.console_summary(results)
+    assert summary.count("met: ") == 4
+
+
+def test_sheet_inside_a_git_checkout_is_refused(tmp_path):
+    inside = os.path.join(REPO_ROOT, "eval_photos_never_written")
+    with pytest.raises(photos.PhotoEvaluationError, match="inside a git checkout"):
+        photos.evaluate_photos("no-model-needed", str(tmp_path), ["001"], inside)
+    assert not os.path.exists(inside)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlc_keras.evaluate", "--model=no-model-needed",
+         f"--photos_dir={tmp_path}", "--photo_subjects=001", f"--output={inside}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert proc.returncode == 2 and "inside a git checkout" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not os.path.exists(inside)
+
+
+def test_command_choices_and_training_subjects_are_refused(tmp_path):
+    with pytest.raises(photos.PhotoEvaluationError, match="not both or neither"):
+        photos.evaluate_photos_for("", "", str(tmp_path), [], str(tmp_path))
+    with pytest.raises(photos.PhotoEvaluationError, match="--photo_subjects"):
+        photos.evaluate_photos_for("", "model.keras", str(tmp_path), [], str(tmp_path))
+    with pytest.raises(photos.PhotoEvaluationError, match="--output is required"):
+        photos.evaluate_photos_for("", "model.keras", str(tmp_path), ["001"], "")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "split.json").write_text(json.dumps({"train": ["001", "002"], "test": ["003"]}))
+    with pytest.raises(SubjectOverlapError, match="001"):
+        photos.evaluate_photos_for(str(run), "", str(tmp_path), ["001", "003"],
+                                   str(tmp_path / "out"))

@@ -44,7 +44,9 @@ _SPEC = (
     ("summary_every", 50, "Write TensorBoard scalars every N steps."),
     ("sample_every", 500, "Write the held-out sample grid every N steps (0: only at the end)."),
     ("num_samples", 4, "Held-out inputs (rows) in the sample grid."),
-    ("verbose", 1, "Console output: 1 progress bar, 2 one line per epoch, 0 quiet."),
+    ("verbose", 1, "Console output in real steps: 1 a progress line (rewritten in place on a "
+                   "terminal, else a line every --summary_every steps), 2 always plain lines, "
+                   "0 quiet."),
     ("model", "mlc", "mlc: the paper's multi-level critic GAN; pix2pix: the baseline (U-Net-style "
                      "G, PatchGAN D, L1 on the final image, no critic networks; use "
                      "configs/pix2pix.flags); stargan: the unpaired baseline (D with a domain "
@@ -263,6 +265,9 @@ def validate(config):
     positive("train_steps", "batch_size", "checkpoint_every", "keep_checkpoints", "summary_every",
              "g_channels", "d_channels", "feature_channels", "steps_per_execution",
              "synthetic_subjects", "import_resolution", "g_lr", "d_lr", "critic_lr")
+    for name, kind in _FIELD_TYPES.items():
+        if kind is float and not math.isfinite(getattr(c, name)):
+            raise ConfigError(f"--{name}={getattr(c, name)}: must be a finite number")
     for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
                  "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
                  "rec_weight"):

@@ -63,6 +63,9 @@ def test_tiny_preset_is_the_tests_setting(tmp_path, monkeypatch):
     (dict(source_expression="sad", expressions="neutral,happy"), "not among --expressions"),
     (dict(strategy="mirrored", jit_compile=True), "--jit_compile fails under MirroredStrategy"),
     (dict(no_such_option=1), "unknown option(s): no_such_option"),
+    (dict(g_lr=float("nan")), "--g_lr=nan: must be a finite number"),
+    (dict(l1_weight=float("inf")), "--l1_weight=inf: must be a finite number"),
+    (dict(beta1=float("nan")), "--beta1=nan: must be a finite number"),
 ])
 def test_bad_values_are_refused_naming_the_flag(overrides, message):
     with pytest.raises(ConfigError) as error:

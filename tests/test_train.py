@@ -179,3 +179,83 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(uninterrupted, tmp
     restored = restore_latest(make_checkpoint(gan), manager)
     assert restored.endswith("ckpt-2")
     assert int(gan.g_optimizer.iterations.numpy()) == 2
+
+
+def test_unusable_workdir_is_refused_before_anything_is_written(tmp_path):
+    from mlc_keras.training.loop import WorkdirError
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(WorkdirError, match="is a file, not a folder"):
+        train(make_config(**tiny_overrides(tmp_path, workdir=str(a_file))))
+    with pytest.raises(WorkdirError, match="cannot be created"):
+        train(make_config(**tiny_overrides(tmp_path, workdir=str(a_file / "run"))))
+
+
+def test_run_refused_by_its_data_does_not_block_the_corrected_command(tmp_path):
+    from mlc_keras.data.manifest import ManifestError
+
+    bad = tiny_overrides(tmp_path, dataset="manifest", data_dir=str(tmp_path / "missing"))
+    with pytest.raises(ManifestError):
+        train(make_config(**bad))
+    assert not (tmp_path / "run" / "options.json").exists()
+    assert train(make_config(**tiny_overrides(tmp_path, train_steps=1)))["step"] == 1
+    assert (tmp_path / "run" / "options.json").exists()
+
+
+def test_partial_checkpoints_of_a_killed_save_are_removed(tmp_path):
+    from mlc_keras.training.loop import _remove_partial_checkpoints
+
+    folder = tmp_path / "checkpoints"
+    (folder / "ckpt-6_temp" / "part-00000-of-00001").mkdir(parents=True)
+    (folder / "ckpt-4.index").write_bytes(b"i")
+    (folder / "checkpoint").write_text("x")
+    _remove_partial_checkpoints(str(folder))
+    assert sorted(os.listdir(folder)) == ["checkpoint", "ckpt-4.index"]
+
+
+class _Steps:
+    """A stand-in for the GAN: the progress line reads only the step counter."""
+
+    def __init__(self, step):
+        self.step = step
+        self.g_optimizer = self
+
+    @property
+    def iterations(self):
+        return self
+
+    def numpy(self):
+        return np.int64(self.step)
+
+
+@pytest.mark.parametrize("verbose,tty", [(1, False), (2, True), (1, True), (0, False)])
+def test_progress_counts_real_steps_and_is_plain_off_a_terminal(verbose, tty):
+    import io
+
+    from mlc_keras.training.callbacks import ProgressLine
+
+    class Stream(io.StringIO):
+        def isatty(self):
+            return tty
+
+    stream = Stream()
+    model = _Steps(200)  # a resumed run: starts at step 200
+    progress = ProgressLine(300, verbose=verbose, every=50, stream=stream, interval=0.0)
+    progress.set_model(model)
+    progress.on_train_begin()
+    for step in range(201, 301):
+        model.step = step
+        progress.on_train_batch_end(step, {"G/loss": 1.5, "D/loss": 0.7})
+    progress.on_train_end()
+    text = stream.getvalue()
+    if verbose == 0:
+        assert text == ""
+        return
+    assert "step 300/300" in text and "G/loss 1.5" in text and "step 1/" not in text
+    if tty and verbose == 1:
+        assert "\r" in text
+    else:
+        assert "\r" not in text and "\x1b" not in text
+        assert text.splitlines() == [l for l in text.splitlines() if l.startswith("step ")]
+        assert [l.split()[1] for l in text.splitlines()] == ["250/300", "300/300"]

@@ -5,6 +5,8 @@ optimizer's iteration counter, which the checkpoint restores."""
 import logging
 import math
 import os
+import sys
+import time
 
 import keras
 import numpy as np
@@ -106,6 +108,54 @@ class ScalarSummaries(keras.callbacks.Callback):
                 if opt is not None:
                     tf.summary.scalar(f"lr/{opt.name}", float(opt.learning_rate))
         self.writer.flush()
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """Console progress in real steps (a resumed run continues from its step).
+
+    On a terminal (verbose 1): one line rewritten in place, at most a few
+    times a second. Elsewhere (a log file, CI) or with verbose 2: a plain line
+    every ``every`` steps and at the end. verbose 0: nothing.
+    """
+
+    def __init__(self, total, verbose=1, every=50, stream=None, interval=0.25):
+        super().__init__()
+        self.total = int(total)
+        self.verbose = int(verbose)
+        self.every = max(1, int(every))
+        self.stream = stream or sys.stdout
+        self.interval = interval
+        self.dynamic = self.verbose == 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.start_step = self.start_time = self.last_draw = None
+
+    def on_train_begin(self, logs=None):
+        self.start_step = global_step(self.model)
+        self.start_time = self.last_draw = time.time()
+
+    def _line(self, step, logs):
+        done = step - self.start_step
+        rate = (time.time() - self.start_time) / done if done else float("nan")
+        shown = [k for k in ("G/loss", "D/loss", "critic/loss") if k in (logs or {})]
+        losses = "  ".join(f"{k} {float(logs[k]):.4g}" for k in shown)
+        return f"step {step}/{self.total}  {losses}  {rate:.2f} s/step"
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.verbose:
+            return
+        step = global_step(self.model)
+        if self.dynamic:
+            now = time.time()
+            if now - self.last_draw >= self.interval or step >= self.total:
+                self.last_draw = now
+                self.stream.write("\r" + self._line(step, logs) + "\033[K")
+                self.stream.flush()
+        elif step % self.every == 0 or step >= self.total:
+            print(self._line(step, logs), file=self.stream, flush=True)
+
+    def on_train_end(self, logs=None):
+        if self.dynamic:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def sample_grids(generator, sources, num_classes, batch_size=16):

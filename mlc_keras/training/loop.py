@@ -12,6 +12,7 @@ Run folder (``config.workdir``):
 import json
 import logging
 import os
+import shutil
 import time
 
 import tensorflow as tf
@@ -22,7 +23,8 @@ from mlc_keras.data.prepare import prepare_data
 from mlc_keras.errors import UserError
 from mlc_keras.images import read_json, write_text_atomic
 from mlc_keras.training.build import build_gan
-from mlc_keras.training.callbacks import NaNGuard, PeriodicCheckpoint, SampleGrid, ScalarSummaries
+from mlc_keras.training.callbacks import (NaNGuard, PeriodicCheckpoint, ProgressLine, SampleGrid,
+                                          ScalarSummaries)
 from mlc_keras.training.checkpoints import make_checkpoint, restore_latest
 from mlc_keras.training.runtime import make_strategy, split_cpu
 
@@ -38,9 +40,19 @@ class WorkdirError(UserError, ValueError):
 
 
 def _check_workdir(config):
+    """Refuses an unusable workdir before anything is written. The run's
+    options are written only when training starts (``_write_options``), so a
+    run refused by data validation does not block its own corrected command."""
     if not config.workdir:
         raise WorkdirError("--workdir is required")
-    os.makedirs(config.workdir, exist_ok=True)
+    if os.path.exists(config.workdir) and not os.path.isdir(config.workdir):
+        raise WorkdirError(f"--workdir={config.workdir}: is a file, not a folder")
+    try:
+        os.makedirs(config.workdir, exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"--workdir={config.workdir}: cannot be created ({e.strerror})") from None
+    if not os.access(config.workdir, os.W_OK):
+        raise WorkdirError(f"--workdir={config.workdir}: is not writable")
     options = os.path.join(config.workdir, "options.json")
     if os.path.exists(options):
         try:
@@ -53,7 +65,25 @@ def _check_workdir(config):
             raise WorkdirError(
                 f"--workdir={config.workdir} holds a run with other model/data options ({detail}); "
                 "use a new --workdir or the same options")
-    write_text_atomic(options, config_lib.to_json(config) + "\n")
+
+
+def _write_options(config):
+    write_text_atomic(os.path.join(config.workdir, "options.json"), config_lib.to_json(config) + "\n")
+
+
+def _remove_partial_checkpoints(folder):
+    """Removes what a save killed midway leaves (``ckpt-N_temp*``); complete
+    checkpoints are only ever renamed into place."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if "_temp" in name and name.startswith("ckpt-"):
+            path = os.path.join(folder, name)
+            log.info("removing the partial checkpoint %s of a killed save", path)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
 
 
 def train(config):
@@ -81,6 +111,7 @@ def train(config):
     with strategy.scope():
         gan = build_gan(config)
     checkpoint = make_checkpoint(gan)
+    _remove_partial_checkpoints(os.path.join(config.workdir, "checkpoints"))
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(config.workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
     restored = restore_latest(checkpoint, manager)
@@ -104,12 +135,14 @@ def train(config):
     writer = tf.summary.create_file_writer(os.path.join(config.workdir, "events"))
     guard = NaNGuard()
     saver = PeriodicCheckpoint(manager, config.checkpoint_every, guard)
-    callbacks = [guard, saver, ScalarSummaries(writer, config.summary_every)]
+    callbacks = [guard, saver, ScalarSummaries(writer, config.summary_every),
+                 ProgressLine(config.train_steps, config.verbose, config.summary_every)]
     if config.num_samples:
         callbacks.append(SampleGrid(writer, os.path.join(config.workdir, "samples"), sources,
                                     len(config.expressions), config.sample_every, data.attribution))
+    _write_options(config)
     start = time.time()
-    gan.fit(dataset, epochs=1, steps_per_epoch=remaining, verbose=config.verbose, shuffle=False,
+    gan.fit(dataset, epochs=1, steps_per_epoch=remaining, verbose=0, shuffle=False,
             callbacks=callbacks)
     writer.close()
     final = int(gan.g_optimizer.iterations.numpy())

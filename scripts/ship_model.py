@@ -1,0 +1,71 @@
+"""Copies a training run's generator into the package as a shipped model.
+
+    python scripts/ship_model.py --workdir=runs/london128 [--name=london_neutral_happy_128] \
+        [--command="python -m mlc_keras.train --flagfile=configs/london128.flags"]
+
+Writes mlc_keras/weights/<name>.keras and <name>.json (sha256, the run's
+options with machine-specific paths removed, provenance: step, command, the
+training wall time from the run's TensorBoard events, the CPU).
+"""
+
+import argparse
+import dataclasses
+import glob
+import os
+import platform
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def wall_seconds(workdir):
+    """Seconds between the first and the last event of the run (all sittings)."""
+    import tensorflow as tf
+
+    times = []
+    for path in glob.glob(os.path.join(workdir, "events", "*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            times.append(event.wall_time)
+    return round(max(times) - min(times), 1) if times else None
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--name", default="london_neutral_happy_128")
+    parser.add_argument("--command", default="python -m mlc_keras.train "
+                                             "--flagfile=configs/london128.flags")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+
+    from mlc_keras import config as config_lib
+    from mlc_keras import weights
+    from mlc_keras.inference.loading import load_run
+
+    generator, config, checkpoint = load_run(args.workdir)
+    options = dataclasses.asdict(config)
+    options.update(workdir="", data_cache="")
+    if config.dataset == "london":
+        options["data_dir"] = "../shared/data/london"
+    config_lib.from_dict(options)  # still a valid config
+    step = int(checkpoint.rsplit("-", 1)[-1])
+    provenance = {"checkpoint_step": step, "command": args.command,
+                  "train_wall_seconds": wall_seconds(args.workdir),
+                  "cpu": cpu_name(), "cores": os.cpu_count(), "note": args.note}
+    path = weights.write(generator, options, args.name, provenance)
+    print(f"wrote {path} ({os.path.getsize(path) / 2 ** 20:.1f} MiB), step {step}")
+
+
+if __name__ == "__main__":
+    main()

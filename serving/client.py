@@ -29,7 +29,9 @@ resolved through, in this order:
 
 1. ``expressions_list`` / ``--expressions_list``: a comma separated list in id
    order (``neutral,happy,sad``), a sequence, or the path of the export's
-   ``mlc_keras.json`` (its ``expressions`` field);
+   ``mlc_keras.json`` (its ``expressions`` field); its length must equal the
+   served model's class count when the metadata gives it (an
+   :class:`ExpressionError` naming the flag otherwise);
 2. otherwise the default seven-class vocabulary (``mlc_keras.expressions.
    EXPRESSIONS`` order), but only when the served model has exactly seven
    expressions; any other count is an :class:`ExpressionError` asking for
@@ -233,13 +235,30 @@ class _Client:
         raise NotImplementedError
 
     # -- public API
-    def vocabulary(self):
-        """Expression names in id order (see the module docstring)."""
-        if self.expressions_list:
-            return self.expressions_list
+    def _num_expressions(self):
+        """The served model's class count (the ``all_expressions`` output
+        shape in its metadata), or None when the metadata cannot tell."""
         if self._metadata is None:
             self._metadata = self.metadata()
-        n = self._metadata.get("num_expressions")
+        return self._metadata.get("num_expressions")
+
+    def vocabulary(self):
+        """Expression names in id order (see the module docstring). A given
+        ``expressions_list`` must have one name per class of the served model
+        (checked when its metadata gives the count)."""
+        if self.expressions_list:
+            try:
+                n = self._num_expressions()
+            except ServingError:
+                n = None  # the server cannot tell; the request itself will say what is wrong
+            if n is not None and n != len(self.expressions_list):
+                raise ExpressionError(
+                    f"--expressions_list: {len(self.expressions_list)} names "
+                    f"({', '.join(self.expressions_list)}) for a served model with {n} "
+                    "expressions; give one name per class, in id order (or the path of the "
+                    "export's assets.extra/mlc_keras.json)")
+            return self.expressions_list
+        n = self._num_expressions()
         default = default_expressions()
         if n == len(default):
             return default

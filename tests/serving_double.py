@@ -252,7 +252,7 @@ def _json_to_array(value, tensor_info, name):
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise _invalid(f"input '{name}': expected numbers for {dtype.name}")
     if dtype.is_integer:
-        if array.dtype.kind not in "iu":
+        if array.size and array.dtype.kind not in "iu":  # [] is an empty tensor of any dtype
             raise _invalid(f"input '{name}': expected integers for {dtype.name}")
         if array.size and (array.min() < dtype.min or array.max() > dtype.max):
             raise _invalid(f"input '{name}': value out of range for {dtype.name}")

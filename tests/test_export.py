@@ -167,3 +167,52 @@ def test_failed_export_leaves_no_version_folder(tmp_path, monkeypatch):
     with pytest.raises(loading.ExportError, match="already exists"):
         os.makedirs(tmp_path / "mlc" / "2")
         export.export_generator(generator, config, str(tmp_path), "mlc", 2)
+
+
+def test_killed_export_leftovers_are_never_loaded_and_are_cleaned(exported, tmp_path):
+    """A kill during the Keras save leaves EXPORT/.tmp-mlc-<v>.keras (and a
+    .tmp-* version folder): no loader takes them, the next export removes them."""
+    import shutil
+
+    generator, result, _ = exported
+    root = tmp_path / "exp"
+    (root / "mlc").mkdir(parents=True)
+    shutil.copy(result["keras"], root / "mlc-1.keras")
+    (root / ".tmp-mlc-2.keras").write_bytes(b"half a zip")
+    (root / "mlc" / ".tmp-2-abc").mkdir()
+    (root / ".tmp-mlc-9.keras-xyz.png").write_bytes(b"")
+    assert loading.newest_keras_file(str(root)) == str(root / "mlc-1.keras")
+    assert loading.version_numbers(str(root / "mlc")) == []
+    assert loading.load_generator(str(root)).count_params() == generator.count_params()
+    config = make_config(**TINY)
+    out = export.export_generator(generator, config, str(root), "mlc")
+    assert out["saved_model"] == str(root / "mlc" / "1")
+    assert sorted(os.listdir(root)) == ["mlc", "mlc-1.keras"]
+    assert os.listdir(root / "mlc") == ["1"]
+
+
+def test_export_output_that_is_a_file_is_one_user_error(exported, tmp_path):
+    from mlc_keras.errors import UserError
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match="--output=.*afile: a file, not a folder"):
+        export.export_generator(exported[0], make_config(**TINY), str(tmp_path / "afile"), "mlc", 1)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-m", "mlc_keras.export", "--workdir=/nonexistent_run",
+                           f"--output={tmp_path / 'afile'}"], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert "--output=" in line and "a file, not a folder" in line
+
+
+def test_corrupt_keras_file_is_reported_as_corrupt(tmp_path):
+    from mlc_keras.errors import UserError
+
+    bad = tmp_path / "mlc-1.keras"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(UserError, match="corrupt or unreadable .keras file") as info:
+        loading.load_generator(str(bad))
+    assert "File not found" not in str(info.value)
+    with pytest.raises(UserError, match="--model=.*corrupt or unreadable"):
+        loading.load_model_for_synthesis(str(bad))

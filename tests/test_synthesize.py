@@ -373,3 +373,30 @@ def test_identity_guard_warns_or_refuses_with_strict(aligner, model, tmp_path, c
                                     aligner=aligner, strict=True)
     assert code == 2 and not os.listdir(tmp_path / "f_out")
     assert "me.jpg (identity)" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    photo = write_gray(tmp_path / "photo.png")
+    (tmp_path / "afile").write_text("x")
+
+    def no_model(path):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(synthesize, "load_model_for_synthesis", no_model)
+    for output, message in [("/sys/mlc_no_such/out.png", "cannot be written"),
+                            (str(tmp_path / "afile" / "out.png"), "is a file, not a folder")]:
+        with pytest.raises(loading.SynthesisError, match=f"--output=.*{message}"):
+            synthesize.run_synthesis("unused", photo, "happy", output=output)
+    with pytest.raises(loading.SynthesisError, match="--output=.*afile"):
+        synthesize.run_synthesis("unused", photo, "happy", output=str(tmp_path / "afile"),
+                                 paste_back=True)
+    assert sorted(os.listdir(tmp_path)) == ["afile", "photo.png"]
+
+
+def test_load_image_bomb_message_is_the_projects(tmp_path):
+    path = write_bomb_png(tmp_path / "bomb.png", side=15000)  # past Pillow's own 179 MP error
+    with pytest.raises(align.ImageError) as info:
+        align.load_image(path)
+    message = str(info.value)
+    assert "declares 15000x15000 = 225000000 pixels, more than the limit of 80000000" in message
+    assert "DOS attack" not in message

@@ -25,6 +25,7 @@ the 68-point (or 5-point) landmark model file shipped inside the
 import dataclasses
 import importlib.util
 import os
+import re
 import threading
 import warnings
 
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_EYE_DIST",
     "DEFAULT_EYE_Y",
     "DEFAULT_MAX_PIXELS",
+    "PIXEL_LIMIT_MESSAGE",
     "AlignedFace",
     "Face",
     "FaceAligner",
@@ -49,6 +51,7 @@ __all__ = [
     "canonical_eyes",
     "get_default_aligner",
     "load_image",
+    "pixel_limit_message",
     "similarity_matrix",
 ]
 
@@ -101,6 +104,59 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
+# The refusal of an image above the pixel limit, worded once: load_image and
+# the exported ``synthesize_bytes`` signature (in its graph) say the same.
+PIXEL_LIMIT_MESSAGE = ("{name} declares {width}x{height} = {pixels} pixels, more than the limit "
+                       "of {limit} (possible decompression bomb); downscale it first")
+
+
+def pixel_limit_message(name, width, height, limit):
+    """``PIXEL_LIMIT_MESSAGE`` for an image called ``name`` (e.g. ``image 'a.png'``)."""
+    return PIXEL_LIMIT_MESSAGE.format(name=name, width=width, height=height,
+                                      pixels=width * height, limit=limit)
+
+
+def _jpeg_size(f):
+    """(width, height) from a JPEG's first SOF segment, or None."""
+    f.seek(2)
+    while True:
+        marker = f.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF:
+            return None
+        kind, length = marker[1], int.from_bytes(marker[2:4], "big")
+        if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):
+            sof = f.read(5)
+            return (int.from_bytes(sof[3:5], "big"), int.from_bytes(sof[1:3], "big")) \
+                if len(sof) == 5 else None
+        if length < 2:
+            return None
+        f.seek(length - 2, os.SEEK_CUR)
+
+
+def _declared_size(path):
+    """(width, height) read from a JPEG/PNG/GIF/BMP header without decoding
+    (the same fields the exported graph reads), or None (another format, a
+    short or unreadable file: Pillow then has its say)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+            if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+                return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            if head[:4] == b"GIF8" and len(head) >= 10:
+                return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+            if head[:2] == b"BM" and len(head) >= 26:
+                if int.from_bytes(head[14:18], "little") == 12:  # OS/2 1.x: 16-bit sizes
+                    return (int.from_bytes(head[18:20], "little"),
+                            int.from_bytes(head[20:22], "little"))
+                return (abs(int.from_bytes(head[18:22], "little", signed=True)),
+                        abs(int.from_bytes(head[22:26], "little", signed=True)))
+            if head[:3] == b"\xff\xd8\xff":
+                return _jpeg_size(f)
+    except OSError:
+        return None
+    return None
+
+
 def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Reads an image file as RGB with its EXIF orientation applied.
 
@@ -126,6 +182,11 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
         raise ImageError(f"image {name!r} does not exist", name)
     if os.path.isdir(name):
         raise ImageError(f"image {name!r} is a folder, not an image file", name)
+    declared = _declared_size(name)
+    if declared and max_pixels is not None and declared[0] * declared[1] > max_pixels:
+        # Checked before Pillow opens the file: its own bomb error (at twice
+        # its default limit) would otherwise speak first, in its own words.
+        raise ImageError(pixel_limit_message(f"image {name!r}", *declared, max_pixels), name)
     try:
         with warnings.catch_warnings():
             # Our own limit below is authoritative; Pillow's warning is noise.
@@ -135,12 +196,8 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
                 if width <= 0 or height <= 0:
                     raise ImageError(f"image {name!r} declares an empty size {width}x{height}", name)
                 if max_pixels is not None and width * height > max_pixels:
-                    raise ImageError(
-                        f"image {name!r} declares {width}x{height} = {width * height} pixels, "
-                        f"more than the limit of {max_pixels} (possible decompression bomb); "
-                        f"downscale it first",
-                        name,
-                    )
+                    raise ImageError(pixel_limit_message(f"image {name!r}", width, height,
+                                                         max_pixels), name)
                 img.load()
                 try:
                     img = ImageOps.exif_transpose(img)
@@ -150,8 +207,11 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
                 array = np.array(rgb, dtype=np.uint8)
     except ImageError:
         raise
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"image {name!r} is too large (possible decompression bomb): {e}", name) from e
+    except Image.DecompressionBombError as e:  # a format _declared_size does not read
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = f" declares {found.group(1)} pixels," if found else " is"
+        raise ImageError(f"image {name!r}{pixels} more than the limit of {max_pixels} (possible "
+                         "decompression bomb); downscale it first", name) from e
     except UnidentifiedImageError as e:
         raise ImageError(f"image {name!r} is not a readable image file (unknown or corrupt format)", name) from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:

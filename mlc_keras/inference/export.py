@@ -11,15 +11,18 @@ training/ only ``checkpoints.load_run_generator`` (``export_run`` reads a run fo
 
 Signatures (all inputs validated: a wrong rank, size or dtype, an expression
 id out of range, pixel values outside [-1, 1] or an undecodable image is an
-INVALID_ARGUMENT error with a message; nothing is clamped silently):
+INVALID_ARGUMENT error with a message naming the input; nothing is clamped
+silently). A batch of 0 gives an empty batch of the output shapes:
 
   serving_default
     images       float32 [B, R, R, 3] in [-1, 1]
     expressions  int32 [B], ids into the model's expressions
     -> images    float32 [B, R, R, 3] in [-1, 1] (the final decoder level)
   synthesize_bytes
-    image_bytes  string [B]: JPEG/PNG/GIF/BMP bytes of any size (centre square
-                 crop, area resize to R: the training pipeline's path)
+    image_bytes  string [B]: JPEG/PNG/GIF/BMP bytes of any size up to
+                 ``align.DEFAULT_MAX_PIXELS`` (80 MP, read from the header
+                 before decoding; the CLI's limit and message), centre square
+                 crop, area resize to R: the training pipeline's path
     expressions  int32 [B]
     -> image_bytes string [B]: PNG bytes (REST base64-encodes `_bytes` outputs)
   all_expressions
@@ -34,7 +37,9 @@ INVALID_ARGUMENT error with a message; nothing is clamped silently):
        change    float32 [B, S, S, 1] in [0, 1]: the model's share per pixel
 
 The version folder is written under a temporary name beside it and renamed
-into place only when complete, so a server never picks up half an export.
+into place only when complete, so a server never picks up half an export;
+the ``.tmp-*`` leftovers of a killed export are never taken for a result by
+the loaders and are removed by the next export into the same root.
 """
 
 import json
@@ -45,7 +50,8 @@ import tempfile
 import numpy as np
 
 from mlc_keras.images import tf_to_float
-from mlc_keras.inference.loading import METADATA_FILE, ExportError, version_numbers
+from mlc_keras.inference.loading import (METADATA_FILE, TEMP_PREFIX, ExportError,
+                                        version_numbers)
 
 SIGNATURES = ("serving_default", "synthesize_bytes", "all_expressions", "composite")
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -104,6 +110,103 @@ def _validate_expressions(expressions, batch, num_classes):
     ]
 
 
+def _bytes_at(head, start, count, order):
+    """Unsigned integers of ``count`` bytes at ``start`` of each row of
+    ``head`` (int64 [B, 32]), in ``order`` "big" or "little"."""
+    import tensorflow as tf
+
+    columns = [head[:, start + k] for k in range(count)]
+    if order == "little":
+        columns = columns[::-1]
+    value = tf.zeros_like(columns[0])
+    for column in columns:
+        value = value * 256 + column
+    return value
+
+
+def _magic(head, signature, start=0):
+    import tensorflow as tf
+
+    return tf.reduce_all(tf.equal(head[:, start:start + len(signature)],
+                                  tf.constant(list(signature), tf.int64)), axis=1)
+
+
+def _header_checks(image_bytes, max_pixels):
+    """Assertions on a rank-1 batch of encoded images, from their headers
+    alone (nothing is decoded): each is a JPEG, PNG, GIF or BMP, declares a
+    non-empty size, and at most ``max_pixels`` pixels (``align.load_image``'s
+    limit and wording: a small file may declare a huge image, and decoding
+    it would cost the server gigabytes). Sizes: PNG IHDR bytes 16-24
+    big-endian, GIF bytes 6-10 and BMP bytes 18-26 little-endian, JPEG its
+    SOF segment (``tf.image.extract_jpeg_shape``)."""
+    import tensorflow as tf
+
+    from mlc_keras.data.align import PIXEL_LIMIT_MESSAGE
+
+    with tf.name_scope("image_bytes_header"):
+        padded = image_bytes + tf.constant(b"\0" * 32)  # short inputs read as zeros
+        head = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, 32), tf.uint8,
+                                        fixed_length=32), tf.int64)
+        is_png = _magic(head, b"\x89PNG\r\n\x1a\n") & _magic(head, b"IHDR", 12)
+        is_gif = _magic(head, b"GIF8")
+        is_bmp = _magic(head, b"BM")
+        is_jpeg = _magic(head, b"\xff\xd8\xff")
+        known = is_png | is_gif | is_bmp | is_jpeg
+
+        def signed32(v):
+            return tf.abs(tf.where(v >= 2 ** 31, v - 2 ** 32, v))
+
+        bmp_core = tf.equal(_bytes_at(head, 14, 4, "little"), 12)  # OS/2 1.x: 16-bit sizes
+        bmp_w = tf.where(bmp_core, _bytes_at(head, 18, 2, "little"),
+                         signed32(_bytes_at(head, 18, 4, "little")))
+        bmp_h = tf.where(bmp_core, _bytes_at(head, 20, 2, "little"),
+                         signed32(_bytes_at(head, 22, 4, "little")))
+
+        def jpeg_size(args):
+            raw, jpeg = args
+            return tf.cond(jpeg, lambda: tf.cast(tf.image.extract_jpeg_shape(raw)[:2], tf.int64),
+                           lambda: tf.zeros([2], tf.int64))
+
+        jpeg_hw = tf.map_fn(jpeg_size, (image_bytes, is_jpeg),
+                            fn_output_signature=tf.TensorSpec([2], tf.int64))
+        width = tf.where(is_png, _bytes_at(head, 16, 4, "big"),
+                         tf.where(is_gif, _bytes_at(head, 6, 2, "little"),
+                                  tf.where(is_bmp, bmp_w, jpeg_hw[:, 1])))
+        height = tf.where(is_png, _bytes_at(head, 20, 4, "big"),
+                          tf.where(is_gif, _bytes_at(head, 8, 2, "little"),
+                                   tf.where(is_bmp, bmp_h, jpeg_hw[:, 0])))
+        pixels = width * height
+        empty = known & ((width <= 0) | (height <= 0))
+        too_many = known & ~empty & (pixels > max_pixels)
+
+        def first(mask):  # the first True (0 when none; the batch may be empty)
+            return tf.argmax(tf.concat([tf.cast(mask, tf.int32), [0]], 0), output_type=tf.int32)
+
+        width, height, pixels = (tf.concat([v, tf.zeros([1], tf.int64)], 0)
+                                 for v in (width, height, pixels))
+        i, j, k = first(~known), first(empty), first(too_many)
+        name = "image_bytes[{}]"
+        limit = PIXEL_LIMIT_MESSAGE.format(name=name, width="{}", height="{}", pixels="{}",
+                                           limit=max_pixels)
+        return [
+            tf.debugging.Assert(tf.reduce_all(known), [tf.strings.format(
+                name + ": undecodable bytes (not a JPEG, PNG, GIF or BMP image)", [i])]),
+            tf.debugging.Assert(~tf.reduce_any(empty), [tf.strings.format(
+                name + " declares an empty size {}x{}",
+                [j, tf.gather(width, j), tf.gather(height, j)])]),
+            tf.debugging.Assert(~tf.reduce_any(too_many), [tf.strings.format(
+                limit, [k, tf.gather(width, k), tf.gather(height, k), tf.gather(pixels, k)])]),
+        ]
+
+
+def _unless_empty(batch, run, empty):
+    """``run()``, or ``empty()`` for a batch of 0: the generator is never
+    called on an empty batch, whose outputs are known without it."""
+    import tensorflow as tf
+
+    return tf.cond(batch > 0, run, empty)
+
+
 def serving_functions(generator):
     """{signature name: (fn, input_signature)} for the generator.
 
@@ -112,6 +215,7 @@ def serving_functions(generator):
     rank backwards and folded the rank check away (measured)."""
     import tensorflow as tf
 
+    from mlc_keras.data.align import DEFAULT_MAX_PIXELS as max_pixels
     from mlc_keras.data.pipeline import decode_image_bytes, square_resize
     from mlc_keras.inference.composite import composite
 
@@ -119,7 +223,9 @@ def serving_functions(generator):
 
     def synthesize(images, expressions):
         condition = tf.one_hot(expressions, n, dtype=tf.float32)
-        return generator((images, condition), training=False)[0]
+        return _unless_empty(tf.shape(images)[0],
+                             lambda: generator((images, condition), training=False)[0],
+                             lambda: tf.zeros([0, r, r, 3], tf.float32))
 
     def serving_default(images, expressions):
         checks = _validate_images(images, r)
@@ -136,8 +242,12 @@ def serving_functions(generator):
         with tf.control_dependencies(checks):
             image_bytes = tf.reshape(tf.identity(image_bytes), [-1])
             expressions = tf.reshape(tf.identity(expressions), [-1])
-            pixels = tf.map_fn(lambda b: square_resize(decode_image_bytes(b), r), image_bytes,
-                               fn_output_signature=tf.TensorSpec([r, r, 3], tf.uint8))
+        # The headers are read (size limit) before any image is decoded.
+        with tf.control_dependencies(_header_checks(image_bytes, max_pixels)):
+            image_bytes = tf.identity(image_bytes)
+        pixels = tf.map_fn(lambda b: square_resize(decode_image_bytes(b), r), image_bytes,
+                           fn_output_signature=tf.TensorSpec([r, r, 3], tf.uint8),
+                           name="image_bytes_decode")
         images = tf_to_float(pixels)
         out = synthesize(images, expressions)
         out = tf.cast(tf.clip_by_value(tf.round((out + 1.0) * 127.5), 0, 255), tf.uint8)
@@ -160,8 +270,17 @@ def serving_functions(generator):
             images = tf.identity(images)
             images = tf.reshape(images, [-1, tf.shape(images)[1], tf.shape(images)[2], 3])
             expressions = tf.reshape(tf.identity(expressions), [-1])
-        out, change = composite(generator, images, tf.one_hot(expressions, n, dtype=tf.float32))
-        return {"images": out, "change": change}
+        shape = tf.shape(images)
+
+        def run():
+            out, change = composite(generator, images, tf.one_hot(expressions, n, dtype=tf.float32))
+            return {"images": out, "change": change}
+
+        def empty():
+            return {"images": tf.zeros([0, shape[1], shape[2], 3], tf.float32),
+                    "change": tf.zeros([0, shape[1], shape[2], 1], tf.float32)}
+
+        return _unless_empty(shape[0], run, empty)
 
     # Unknown rank: the graph itself checks rank and sizes with clear messages.
     images_spec = tf.TensorSpec(None, tf.float32, name="images")
@@ -211,6 +330,35 @@ def _warmup_requests(model_name, resolution, path):
     return True
 
 
+def _check_output(output):
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise ExportError(f"--output={output}: a file, not a folder (the export root, where "
+                          "<model_name>/<version>/ is written)")
+
+
+def remove_leftovers(*folders):
+    """Removes ``.tmp-*`` files and folders (what a killed export leaves)
+    from ``folders``; returns the paths removed. No loader takes them for a
+    result (``loading.TEMP_PREFIX``); this only reclaims the space. Two
+    exports into one root at the same moment are not supported."""
+    removed = []
+    for folder in folders:
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        for name in names:
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.remove(path)
+                except OSError:
+                    continue
+            removed.append(path)
+    return removed
+
+
 def next_version(model_dir):
     return max(version_numbers(model_dir), default=0) + 1
 
@@ -224,8 +372,14 @@ def export_generator(generator, config, output, model_name="mlc", version=None):
 
     from mlc_keras.config import to_json
 
+    _check_output(output)
     model_dir = os.path.join(output, model_name)
-    os.makedirs(model_dir, exist_ok=True)
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"--output={output}: cannot create {model_dir} "
+                          f"({e.strerror or e})") from e
+    remove_leftovers(output, model_dir)
     version = int(version) if version else next_version(model_dir)
     if version <= 0:
         raise ExportError(f"--version={version}: must be a positive integer")
@@ -271,6 +425,7 @@ def export_run(workdir, output, model_name="mlc", version=None, checkpoint=None)
 
     if not output:
         raise ExportError("--output is required (the export root folder)")
+    _check_output(output)  # before the model is loaded
     if not workdir:
         from mlc_keras import weights
         from mlc_keras.inference.loading import load_generator

@@ -21,6 +21,9 @@ from mlc_keras.expressions import EXPRESSIONS
 from mlc_keras.images import read_json, to_float, to_uint8
 
 METADATA_FILE = "mlc_keras.json"  # in <export>/<name>/<version>/assets.extra/
+# Temporary names (``images.atomic_path``, the export's version folder and
+# .keras file) start with this; such a file is never a result, whatever follows.
+TEMP_PREFIX = ".tmp-"
 DEFAULT_IMPORT_RESOLUTION = 256
 
 
@@ -40,18 +43,23 @@ def version_numbers(model_dir, complete_only=False):
     TF Serving reads them); ``complete_only`` keeps those with a saved_model.pb."""
     if not os.path.isdir(model_dir):
         return []
-    return sorted(int(v) for v in os.listdir(model_dir) if v.isdigit() and (
-        not complete_only or os.path.isfile(os.path.join(model_dir, v, "saved_model.pb"))))
+    return sorted(int(v) for v in os.listdir(model_dir)
+                  if v.isdigit() and not v.startswith(TEMP_PREFIX) and (
+                      not complete_only
+                      or os.path.isfile(os.path.join(model_dir, v, "saved_model.pb"))))
 
 
 def newest_keras_file(folder):
     """The ``<name>-<version>.keras`` file of the highest version in an export
-    root, or None."""
+    root, or None. Hidden names, and so the ``.tmp-*`` files a killed export
+    leaves, are never candidates."""
     def version(name):
         tail = name[:-len(".keras")].rsplit("-", 1)[-1]
         return int(tail) if tail.isdigit() else -1
 
-    names = sorted((f for f in os.listdir(folder) if f.endswith(".keras")), key=version) \
+    names = sorted((f for f in os.listdir(folder)
+                    if f.endswith(".keras") and not f.startswith((TEMP_PREFIX, "."))
+                    and os.path.isfile(os.path.join(folder, f))), key=version) \
         if os.path.isdir(folder) else []
     return os.path.join(folder, names[-1]) if names else None
 
@@ -75,15 +83,33 @@ def load_generator(path=None):
         path = weights.path()
     path = os.fspath(path)
     if path.endswith(".keras") and os.path.isfile(path):
-        import mlc_keras.models  # noqa: F401  (registers the custom classes)
-
-        return keras.models.load_model(path)
+        return _load_keras(path)
     if os.path.isfile(os.path.join(path, "options.json")):
         return load_run_generator(path)[0]
     newest = newest_keras_file(path)
     if newest:
         return load_generator(newest)
     raise ExportError(f"{path}: not a .keras file, an export folder with one, or a training workdir")
+
+
+def _load_keras(path):
+    """``keras.models.load_model`` with a damaged file reported as such
+    (Keras says "File not found" for a file that is not a zip archive)."""
+    import zipfile
+
+    import keras
+
+    import mlc_keras.models  # noqa: F401  (registers the custom classes)
+
+    if not zipfile.is_zipfile(path):
+        raise ExportError(f"{path}: a corrupt or unreadable .keras file (not a zip archive; "
+                          "truncated or not written by Keras)")
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
+        detail = " ".join(str(e).split())[:300]
+        raise ExportError(f"{path}: a corrupt or unreadable .keras file ({type(e).__name__}: "
+                          f"{detail})") from e
 
 
 def load_run(workdir):
@@ -328,6 +354,8 @@ def _export_metadata_for(keras_path):
 def _load_keras_file(path):
     try:
         generator = load_generator(path)
+    except ExportError as e:  # already names the file and what is wrong with it
+        raise SynthesisError(f"--model={e}") from e
     except (ValueError, OSError, TypeError) as e:
         raise SynthesisError(f"--model={path}: cannot load the Keras file ({e})") from e
     meta = _export_metadata_for(path)

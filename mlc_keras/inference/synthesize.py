@@ -37,6 +37,7 @@ import collections
 import dataclasses
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -51,6 +52,7 @@ from mlc_keras.inference.loading import SynthesisError, SynthesisModel, load_mod
 __all__ = [
     "FACE_MODES",
     "SynthesisResult",
+    "check_output",
     "list_photos",
     "make_grid",
     "resolve_expressions",
@@ -249,6 +251,53 @@ def synthesize_photo(model, photo_path, expressions, faces="largest", paste_back
 # ----------------------------------------------------------------- output
 
 
+def _grid_path(output, stem):
+    """The grid PNG for ``output``: the file itself, or ``<stem>_grid.png``
+    in an existing folder (or a name ending in a separator)."""
+    if os.path.isdir(output) or output.endswith(os.sep):
+        return os.path.join(output, f"{stem}_grid.png")
+    if os.path.splitext(output)[1].lower() != ".png":
+        raise SynthesisError(f"--output={output}: the grid is a PNG; give a .png file name "
+                             "or an existing folder")
+    return output
+
+
+def check_output(output, folder, stem=None):
+    """Raises ``SynthesisError`` naming ``--output`` when the output cannot
+    be written there: the grid PNG (``folder=False``, ``stem`` for an
+    existing folder) or the output folder (``folder=True``). Creates
+    nothing: a probe file is made and removed in the nearest existing
+    folder. Run before the model is loaded, so a bad path costs no work."""
+    output = os.fspath(output)
+    if folder:
+        if os.path.exists(output) and not os.path.isdir(output):
+            raise SynthesisError(f"--output={output}: the output here is a folder (one "
+                                 "<stem>_<expression>.png per expression), but this is a file")
+        target = os.path.abspath(output)
+    else:
+        target = os.path.dirname(os.path.abspath(_grid_path(output, stem or "photo")))
+    existing = target
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise SynthesisError(f"--output={output}: cannot be written ({existing} is a file, "
+                             "not a folder)")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".tmp-write-check-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise SynthesisError(f"--output={output}: cannot be written ({existing}: "
+                             f"{e.strerror or e})") from e
+
+
+def _write_png(path, image, output):
+    try:
+        write_png_atomic(path, image)
+    except OSError as e:
+        raise SynthesisError(f"--output={output}: cannot write {path} ({e.strerror or e})") from e
+
+
 def save_result(result, output, stem):
     """Writes a result; returns the paths written.
 
@@ -258,14 +307,9 @@ def save_result(result, output, stem):
     output = os.fspath(output)
     written = []
     if not result.paste_back:
-        path = output
-        if os.path.isdir(output) or output.endswith(os.sep):
-            path = os.path.join(output, f"{stem}_grid.png")
-        elif os.path.splitext(output)[1].lower() != ".png":
-            raise SynthesisError(f"--output={output}: the grid is a PNG; give a .png file name "
-                                 "or an existing folder")
+        path = _grid_path(output, stem)
         for _, image in result.images():
-            write_png_atomic(path, image)
+            _write_png(path, image, output)
             written.append(path)
         return written
     if os.path.exists(output) and not os.path.isdir(output):
@@ -273,7 +317,7 @@ def save_result(result, output, stem):
                              "(one <stem>_<expression>.png per expression), but this is a file")
     for expression, image in result.images():
         path = os.path.join(output, f"{stem}_{expression}.png")
-        write_png_atomic(path, image)
+        _write_png(path, image, output)
         written.append(path)
     return written
 
@@ -421,6 +465,12 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
         if os.path.abspath(out_dir) == os.path.abspath(input):
             raise SynthesisError(f"--output={out_dir}: is the input folder; outputs would mix with "
                                  "the photos")
+        check_output(out_dir, folder=True)
+    else:
+        stem = os.path.splitext(os.path.basename(input))[0]
+        target = output or (os.path.dirname(os.path.abspath(input)) if paste_back else
+                            os.path.join(os.path.dirname(os.path.abspath(input)), f"{stem}_grid.png"))
+        check_output(target, folder=paste_back, stem=stem)  # before the model: no wasted work
     if not isinstance(model, SynthesisModel):
         model = load_model_for_synthesis(model)
     names = resolve_expressions(expressions, model.expressions)
@@ -442,9 +492,6 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
         return result
 
     if not folder:
-        stem = os.path.splitext(os.path.basename(input))[0]
-        target = output or (os.path.dirname(os.path.abspath(input)) if paste_back else
-                            os.path.join(os.path.dirname(os.path.abspath(input)), f"{stem}_grid.png"))
         result = one(input, lambda text: print(text, file=stderr, flush=True))
         note = _ignored_note(result)
         if note:

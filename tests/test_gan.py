@@ -110,3 +110,23 @@ def test_stargan_generator_loss_never_reads_the_target(tmp_path):
     assert compared > 10
     assert any(not np.allclose(a.numpy(), b.numpy()) for (_, a), (_, b) in zip(first["D"],
                                                                              second["D"]))
+
+
+def test_colour_l1_trains_the_colour_map_everywhere(tmp_path):
+    config = make_config(**tiny_overrides(tmp_path, colour_l1_weight=10.0))
+    gan = build_gan(config)
+    data = batch(config)
+    _, values, _ = gradients(gan, data)
+    assert "G/colour_l1" in values and float(values["G/colour_l1"]) > 0
+    # saturate the final mask to "keep the source": the plain L1 no longer
+    # reaches the final head's colour channels, the colour L1 still does
+    head = gan.generator.heads[0]
+    bias = head.bias.numpy()
+    bias[3] = 40.0
+    head.bias.assign(bias)
+    kernel_grad = dict((v.path, g) for v, g in gradients(gan, data)[2]["G"])[head.kernel.path]
+    assert float(tf.reduce_max(tf.abs(kernel_grad[..., :3]))) > 0
+    plain = build_gan(make_config(**tiny_overrides(tmp_path)))
+    assert "G/colour_l1" not in plain._tracker_names
+    with pytest.raises(Exception, match="needs --g_output=attention"):
+        make_config(colour_l1_weight=1.0, g_output="direct")

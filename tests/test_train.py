@@ -112,12 +112,22 @@ def test_tiny_flagfile_matches_test_overrides(tmp_path):
     (["--dataset=london", "--data_dir=/nonexistent/london"], "/nonexistent/london"),
     (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=3"], "not divisible by the 2"),
     (["--expressions=neutral,grumpy"], "unknown expression 'grumpy'"),
+    (["--g_lr=nan"], "--g_lr=nan: must be a finite number"),
+    (["--test_subjects=s9999"], "--test_subjects: s9999 not in the data set"),
+    (["--workdir={tmp}/a_file"], "is a file, not a folder"),
 ])
 def test_user_errors_are_one_clear_line(tmp_path, args, message):
+    (tmp_path / "a_file").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     proc = run_cli(f"--workdir={tmp_path}/run", *args)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]
+    # nothing of a run was written
+    assert not os.path.exists(tmp_path / "run" / "options.json")
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
 def test_corrupt_image_is_named_before_training(tmp_path):

@@ -162,6 +162,18 @@ class Generator(keras.Model):
         coarser, features = self._decode(image, condition, training)
         return (self._to_image(0, features, ops.cast(image, "float32")),) + tuple(reversed(coarser))
 
+    def call_with_maps(self, inputs, training=None):
+        """``call``'s outputs plus the final attention head's maps (colour,
+        keep mask), from one forward pass. Only for ``output="attention"``."""
+        if self.output_kind != "attention":
+            raise ValueError("call_with_maps needs a generator with attention heads")
+        image, condition = inputs
+        image = ops.cast(image, "float32")
+        coarser, features = self._decode(image, condition, training)
+        colour, keep = self._head_maps(0, features)
+        final = keep * image + (1.0 - keep) * colour
+        return (final,) + tuple(reversed(coarser)), colour, keep
+
     def final_maps(self, inputs):
         """The final attention head's maps, for compositing at a higher
         resolution than R: (colour [B, R, R, 3] in [-1, 1], mask [B, R, R, 1]

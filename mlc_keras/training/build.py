@@ -82,7 +82,8 @@ def build_gan(config, strategy=None):
     weights = LossWeights(config.gan_loss, config.adv_weight, config.photo_weight,
                           config.variation_weight, config.l1_weight, config.gp_weight,
                           l1_all_levels=config.l1_levels == "all",
-                          cls_weight=config.cls_weight, rec_weight=config.rec_weight)
+                          cls_weight=config.cls_weight, rec_weight=config.rec_weight,
+                          colour_l1_weight=config.colour_l1_weight)
     if config.model == "stargan":
         discriminator = StarDiscriminator(
             len(config.expressions), config.resolution, config.d_channels, config.d_downsamples,

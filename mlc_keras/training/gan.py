@@ -40,6 +40,7 @@ class LossWeights:
     l1_all_levels: bool = True  # False: L1 on the final image only (pix2pix)
     cls_weight: float = 1.0  # StarGAN: domain classification
     rec_weight: float = 10.0  # StarGAN: cycle reconstruction
+    colour_l1_weight: float = 0.0  # attention heads: L1(colour map, target) everywhere
 
 
 class LevelCritic:
@@ -107,6 +108,8 @@ class PairedGAN(keras.Model):
 
     def _metric_names(self):
         names = ["G/loss", "G/adv"] + [f"G/l1/{lv}" for lv in self.levels]
+        if self.loss_weights.colour_l1_weight:
+            names.append("G/colour_l1")
         names += ["D/loss", "D/real", "D/fake"]
         if self.loss_weights.gan_loss == "wgan":
             names.append("D/gp")
@@ -185,7 +188,12 @@ class PairedGAN(keras.Model):
         source = tf.cast(data["source"], tf.float32)
         target = tf.cast(data["target"], tf.float32)
         condition = tf.one_hot(tf.cast(data["target_label"], tf.int32), self.num_classes)
-        fakes = self.generator((source, condition), training=True)
+        if w.colour_l1_weight:
+            fakes, colour, _ = self.generator.call_with_maps((source, condition), training=True)
+            colour_l1 = losses.l1_loss(colour, target)
+            values["G/colour_l1"] = _average(colour_l1)
+        else:
+            fakes = self.generator((source, condition), training=True)
 
         d_loss, g_adv = self._discriminator_losses(
             lambda image: self.discriminator((image, source, condition), training=True),
@@ -197,6 +205,8 @@ class PairedGAN(keras.Model):
             values[f"G/l1/{level}"] = _average(l1)
             if w.l1_all_levels or level == self.levels[0]:
                 g_loss = g_loss + w.l1_weight * l1
+        if w.colour_l1_weight:
+            g_loss = g_loss + w.colour_l1_weight * colour_l1
         critic_g, critic_loss = self.critic_losses(fakes, source, target, condition, values)
         return g_loss + critic_g, d_loss, critic_loss
 

@@ -291,30 +291,30 @@ class MLCGAN(PairedGAN):
         level = critic.level
         real = downsample_images(target, level)
         source_at_level = downsample_images(source, level)
-        g_terms, critic_loss = 0.0, 0.0
+        parts = []  # (kind, weight, discriminator fn, real input, fake input)
         if critic.photo is not None:
-            photo_critic_loss, g_photo = self._discriminator_losses(
-                lambda image: critic.photo((image, source_at_level, condition), training=True),
-                real, fake, values, f"critic/{level}/photo")
-            values[f"critic/{level}/photo"] = _average(photo_critic_loss)
-            values[f"G/critic/{level}/photo"] = _average(g_photo)
-            critic_loss = critic_loss + photo_critic_loss
-            g_terms = g_terms + w.photo_weight * g_photo
+            parts.append(("photo", w.photo_weight,
+                          lambda image: critic.photo((image, source_at_level, condition), training=True),
+                          real, fake))
         if critic.variation is not None:
             features = critic.encoder
             # A frozen f stays the same function: its spectral-norm estimates
             # are not refined either (training=False).
             training = features.trainable
             source_features = features(source_at_level, training=training)
-            real_variation = features(real, training=training) - source_features
-            fake_variation = features(fake, training=training) - source_features
-            variation_critic_loss, g_variation = self._discriminator_losses(
-                lambda variation: critic.variation((variation, None, condition), training=True),
-                real_variation, fake_variation, values, f"critic/{level}/variation")
-            values[f"critic/{level}/variation"] = _average(variation_critic_loss)
-            values[f"G/critic/{level}/variation"] = _average(g_variation)
-            critic_loss = critic_loss + variation_critic_loss
-            g_terms = g_terms + w.variation_weight * g_variation
+            parts.append(("variation", w.variation_weight,
+                          lambda variation: critic.variation((variation, None, condition),
+                                                             training=True),
+                          features(real, training=training) - source_features,
+                          features(fake, training=training) - source_features))
+        g_terms, critic_loss = 0.0, 0.0
+        for kind, weight, critic_fn, real_input, fake_input in parts:
+            loss, g_term = self._discriminator_losses(critic_fn, real_input, fake_input, values,
+                                                      f"critic/{level}/{kind}")
+            values[f"critic/{level}/{kind}"] = _average(loss)
+            values[f"G/critic/{level}/{kind}"] = _average(g_term)
+            critic_loss = critic_loss + loss
+            g_terms = g_terms + weight * g_term
         return g_terms, critic_loss
 
 

@@ -50,7 +50,7 @@ def run(workdir, kill_at=None):
 def final_generator_weights(workdir):
     folder = os.path.join(workdir, "checkpoints")
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(folder))
-    names = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("net.generator"))
+    names = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("net..generator.."))
     return {n: reader.get_tensor(n) for n in names}
 
 

@@ -1,14 +1,12 @@
 """python -m mlc_keras.evaluate: evaluates a run or a model on held-out subjects (command only).
 
     python -m mlc_keras.evaluate --workdir=RUN [--output=DIR] [--photos_dir=LONDON]
-    python -m mlc_keras.evaluate --model=M --photos_dir=LONDON --photo_subjects=001,002 --output=DIR
+    python -m mlc_keras.evaluate --model=M --photos_dir=LONDON --photo_subjects=1,2 --output=D
 
 Writes results.json / results.md / split.json (default RUN/eval; ``evaluation.run``) and, with
---photos_dir, photos.json / photos.md / a contact sheet (``evaluation.photos``).
-"""
+--photos_dir, photos.json / photos.md / a contact sheet (``evaluation.photos``)."""
 
-from mlc_keras import config as config_lib
-from mlc_keras import errors
+from mlc_keras import config as config_lib, errors
 
 FLAGS_SPEC = (
     ("workdir", "", "Training run folder to evaluate."),
@@ -28,6 +26,8 @@ FLAGS_SPEC = (
     ("photos_dir", "", "London-layout folder: also evaluate neutral -> happy on photos."),
     ("photo_subjects", (), "Subjects of --photos_dir (default the run's test subjects)."),
     ("model", "", "Model for --photos_dir without a run (needs --photo_subjects)."),
+    ("photo_judge", "features", "Photos' expression judge: features (dlib descriptor + landmarks, "
+                                "softmax regression) or a CNN.", ("features", "alexnet", "small")),
 )
 
 
@@ -50,6 +50,7 @@ def main(argv):
             f.workdir, f.output or None, classifier_cache=f.classifier_cache or None,
             kid_subsets=f.kid_subsets, kid_subset_size=f.kid_subset_size, **common)))
     if f.photos_dir or f.model:
+        common["classifier"] = f.photo_judge
         print(photos.console_summary(photos.evaluate_photos_for(
             f.workdir, f.model, f.photos_dir, f.photo_subjects, f.output, **common)))
     return 0

@@ -420,6 +420,15 @@ class FaceAligner:
         faces.sort(key=lambda f: (f.area, f.score), reverse=True)
         return faces
 
+    def landmarks_in_box(self, image, box):
+        """The landmarks (N, 2) fitted inside ``box`` (x0, y0, x1, y1), without
+        the detector (for crops already framed on a face)."""
+        rgb = _as_rgb_array(image)
+        with self._lock:
+            self._load()
+            shape = self._predictor(rgb, self._dlib.rectangle(*[int(v) for v in box]))
+            return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
     def detect_largest(self, image, source="image"):
         """The largest face in ``image``; ``NoFaceError`` naming ``source``
         when there is none."""

@@ -207,7 +207,7 @@ def _targets(results):
 
 
 def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None, crop=128,
-                    cell=256, classifier="alexnet", classifier_epochs=30, classifier_width=None,
+                    cell=256, classifier="features", classifier_epochs=30, classifier_width=None,
                     classifier_lr=None, two_sample_arch="small", two_sample_epochs=15, seed=0,
                     aligner=None):
     """Full-photo neutral -> happy evaluation (see the module docstring).

@@ -136,17 +136,29 @@ def cross_fit_judge(images, labels, groups, judged, num_classes, generator_subje
     labels = np.asarray(labels, np.int32).reshape(-1)
     predictions = {name: np.full([len(g)], -1, np.int32) for name, (_, g) in judged.items()}
     folds = []
+    if arch == "features":  # face features computed once, per image
+        from mlc_keras.evaluation.feature_judge import FeatureJudge, face_features
+
+        train_features = face_features(images)
+        judged_features = {name: face_features(x) for name, (x, _) in judged.items()}
     for train_half, judged_half in (halves, halves[::-1]):
         if generator_subjects is not None:
             realism.disjoint_subjects(train_half, generator_subjects)
         train_set, judged_set = set(train_half), set(judged_half)
         chosen = np.asarray([g in train_set for g in groups])
-        model = clf_lib.train_classifier(np.asarray(images)[chosen], labels[chosen], num_classes,
-                                         arch, epochs, seed, flip, width,
-                                         learning_rate=learning_rate)
+        if arch == "features":
+            model = FeatureJudge(num_classes, seed=seed).fit(train_features[chosen], labels[chosen])
+        else:
+            model = clf_lib.train_classifier(np.asarray(images)[chosen], labels[chosen],
+                                             num_classes, arch, epochs, seed, flip, width,
+                                             learning_rate=learning_rate)
         for name, (x, g) in judged.items():
             rows = np.flatnonzero([v in judged_set for v in realism._ids(g)])
-            if rows.size:
+            if not rows.size:
+                continue
+            if arch == "features":
+                predictions[name][rows] = model.predict_features(judged_features[name][rows])
+            else:
                 predictions[name][rows] = clf_lib.predict_labels(model, np.asarray(x)[rows])
         folds.append({"train_subjects": list(train_half), "judged_subjects": list(judged_half),
                       "train_images": int(chosen.sum()), "train_accuracy": model.train_accuracy})

@@ -1,5 +1,4 @@
 """python -m mlc_keras.evaluate: evaluates a run or a model on held-out subjects (command only).
-
     python -m mlc_keras.evaluate --workdir=RUN [--output=DIR] [--photos_dir=LONDON]
     python -m mlc_keras.evaluate --model=M --photos_dir=LONDON --photo_subjects=1,2 --output=D
 
@@ -26,8 +25,8 @@ FLAGS_SPEC = (
     ("photos_dir", "", "London-layout folder: also evaluate neutral -> happy on photos."),
     ("photo_subjects", (), "Subjects of --photos_dir (default the run's test subjects)."),
     ("model", "", "Model for --photos_dir without a run (needs --photo_subjects)."),
-    ("photo_judge", "features", "Photos' expression judge: features (dlib descriptor + landmarks, "
-                                "softmax regression) or a CNN.", ("features", "alexnet", "small")),
+    ("photo_judge", "features", "Photos' expression judge: features (dlib descriptor + "
+                                "landmarks) or a CNN.", ("features", "alexnet", "small")),
 )
 
 

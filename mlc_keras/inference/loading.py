@@ -35,6 +35,10 @@ class SynthesisError(UserError, ValueError):
     """A model, input or output path cannot be used; the message says why."""
 
 
+class IdentityError(SynthesisError):
+    """An output's face no longer passes as its source's person (``--strict``)."""
+
+
 # ----------------------------------------------------------------- export folders
 
 
@@ -73,8 +77,6 @@ def load_generator(path=None):
     (its newest checkpoint) or, with no path, the model shipped in the
     package (checksum verified). ``model.predict([images, one_hot])[0]`` is
     the final image."""
-    import keras
-
     from mlc_keras.training.checkpoints import load_run_generator
 
     if not path:

@@ -40,6 +40,15 @@ def tf_to_float(images):
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):
     """Yields a temporary path beside ``path``; on success renames it onto
@@ -57,6 +66,7 @@ def atomic_path(path, suffix=""):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would have made it, not mkstemp's 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -47,6 +47,9 @@ def main():
     parser.add_argument("--command", default="python -m mlc_keras.train "
                                              "--flagfile=configs/london128.flags")
     parser.add_argument("--note", default="")
+    parser.add_argument("--override", action="append", default=[],
+                        help="KEY=VALUE: record this option value instead of the run's (e.g. "
+                             "when the run read a manifest equivalent to a preset's data options)")
     args = parser.parse_args()
 
     from mlc_keras import config as config_lib
@@ -56,9 +59,14 @@ def main():
     generator, config, checkpoint = load_run(args.workdir)
     options = dataclasses.asdict(config)
     options.update(workdir="", data_cache="")
-    if config.dataset == "london":
+    for item in args.override:
+        key, _, value = item.partition("=")
+        if value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        options[key] = value.split(",") if key in ("test_subjects", "expressions") else value
+    if options["dataset"] == "london":
         options["data_dir"] = "../shared/data/london"
-    config_lib.from_dict(options)  # still a valid config
+    options = {**dataclasses.asdict(config_lib.from_dict(options)), "workdir": "", "data_cache": ""}
     step = int(checkpoint.rsplit("-", 1)[-1])
     provenance = {"checkpoint_step": step, "command": args.command,
                   "train_wall_seconds": wall_seconds(args.workdir),

@@ -55,6 +55,7 @@ def test_throughput_and_bounds(report):
     json.dumps(report)  # --json_out can write it
 
 
+@pytest.mark.slow
 def test_request_budget_stops_the_run(tmp_path):
     pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
     from serving.load_test import run_load_test

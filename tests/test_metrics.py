@@ -153,11 +153,11 @@ def test_fid_note_and_uint8():
 
 @pytest.fixture(scope="module")
 def embedder(aligner):  # conftest's aligner fixture skips when dlib is absent
-    from mlc_keras.data import align
+    from mlc_keras.data import align, identity
 
     try:
         align._predictor_path(5)
-        M._recognition_model_path()
+        identity._recognition_model_path()
     except align.MissingDependencyError as e:
         pytest.skip(str(e))
     return M.FaceEmbedder()

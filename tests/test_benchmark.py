@@ -188,6 +188,7 @@ def test_train_step_flops_are_about_three_forward_passes(tiny_gan):
     assert step.dead > 0
 
 
+@pytest.mark.slow  # long; python -m pytest -q -m slow tests
 def test_doubling_the_batch_doubles_step_flops(tiny_gan):
     two = benchmark.count_step_flops(tiny_gan, 2, 32).total
     four = benchmark.count_step_flops(tiny_gan, 4, 32).total

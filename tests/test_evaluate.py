@@ -112,6 +112,7 @@ def test_classifier_cache_is_written_and_reused(run, evaluated, tmp_path):
     assert not [f for f in os.listdir(tmp / "data") if f.startswith(".tmp")]
 
 
+@pytest.mark.slow  # long; python -m pytest -q -m slow tests
 def test_cli_shares_one_classifier_cache_across_runs(run, tmp_path):
     tmp, _ = run
     shared = tmp_path / "classifiers"
@@ -208,6 +209,7 @@ def test_a_classifier_that_did_not_learn_is_flagged(predicted, labels, expect):
     assert (warning is None) if expect is None else (expect in warning)
 
 
+@pytest.mark.slow  # long; python -m pytest -q -m slow tests
 def test_classifier_settings_are_part_of_the_cache(run, evaluated, tmp_path):
     tmp, first = evaluated
     assert first["classification"]["classifier"]["learning_rate"] == pytest.approx(2e-3)

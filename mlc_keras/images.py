@@ -7,6 +7,7 @@ TF Serving are the same bytes. May import nothing from the package.
 """
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -40,13 +41,13 @@ def tf_to_float(images):
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
-def _current_umask():
+@functools.lru_cache(maxsize=1)
+def _file_mode():
+    """The mode ``open()`` gives a new file under this process's umask (read
+    once, at the first atomic write, not at import)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -66,7 +67,7 @@ def atomic_path(path, suffix=""):
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would have made it, not mkstemp's 0600
+        os.chmod(tmp, _file_mode())  # as open() would have made it, not mkstemp's 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -195,7 +195,9 @@ def synthesize_photo(model, photo_path, expressions, faces="largest", paste_back
       expressions: "happy,sad", "all" or a list of names.
       faces: "largest" (the largest face; ``ignored_faces`` counts the rest)
         or "all".
-      paste_back: what ``result.images()`` yields (grid or pasted photos).
+      paste_back: what ``result.images()`` yields (grid or pasted photos); with
+        it, each face is also composited at its own resolution
+        (``FaceResult.composites``, what the pasted photos are made of).
       aligner: an ``align.FaceAligner`` (default: the shared one).
       batch_size: images per model call.
       max_pixels: decompression-bomb limit of ``align.load_image``.
@@ -240,7 +242,7 @@ def synthesize_photo(model, photo_path, expressions, faces="largest", paste_back
         pixels = to_uint8(synthesized)
         result = FaceResult(face, aligned, matrix, size, synthesized,
                             {n: pixels[k] for k, n in enumerate(names)}, full, full_matrix)
-        if model.can_composite:
+        if paste_back and model.can_composite:  # only pasted photos use the composites
             composites, changes = model.composite(full, ids)
             result.composites = {n: composites[k] for k, n in enumerate(names)}
             result.changes = {n: changes[k] for k, n in enumerate(names)}

@@ -9,7 +9,7 @@ import hashlib
 import os
 
 from mlc_keras.errors import UserError
-from mlc_keras.images import read_json
+from mlc_keras.images import atomic_path, read_json, write_json_atomic
 
 DEFAULT_MODEL = "london_neutral_happy_128"
 FOLDER = os.path.dirname(os.path.abspath(__file__))
@@ -65,8 +65,6 @@ def write(generator, options, name, provenance, folder=FOLDER):
     """Saves ``generator`` as a shipped model with its checksum and metadata
     (both files written atomically; the json last, so a half-written pair is
     never taken for a model)."""
-    from mlc_keras.images import atomic_path, write_json_atomic
-
     keras_path = os.path.join(folder, name + ".keras")
     with atomic_path(keras_path, suffix=".keras") as tmp:
         generator.save(tmp)

@@ -120,6 +120,19 @@ _SPEC = (
                               "trained only where the mask lets it through; on London the mask "
                               "saturated to 'keep the source' and G stayed the identity (step "
                               "1,000 of a 128 px run: largest change 0.6 %)."),
+    ("expression_weight", 0.0, "Weight of an expression-classification loss on G's final image "
+                               "(ours; StarGAN's auxiliary classifier as its own network E, "
+                               "trained with the critics on the real sources and targets; G "
+                               "gets cross-entropy(E(G(x, c)), c)). 0: no E."),
+    ("mask_sparsity_weight", 0.0, "Attention heads: weight of the mean changed area, "
+                                  "mean(1 - keep mask), of the final head (sparse change keeps "
+                                  "the sharp source pixels). (peer: GANimation's mask "
+                                  "regulariser, here on the change rather than on the keep mask)"),
+    ("mask_smooth_weight", 0.0, "Attention heads: weight of the total variation of the final keep "
+                                "mask (smooth masks, no speckles). (peer: GANimation 1e-5 x 128^2)"),
+    ("init_generator", "", "A new run starts G from this .keras generator (same architecture), "
+                           "e.g. mlc_keras/weights/london_neutral_happy_128.keras; D and the "
+                           "critics start fresh. Ignored when the run resumes."),
     ("l1_levels", "all", "L1 to the target at every decoder level (all; ours) or on the final "
                          "image only (final; pix2pix)."),
     ("cls_weight", 1.0, "--model=stargan: weight of the domain classification losses. (peer: StarGAN 1)"),
@@ -161,6 +174,7 @@ RUN_CONTROL_FIELDS = frozenset({
     "workdir", "train_steps", "strategy", "cpu_devices", "jit_compile", "steps_per_execution",
     "deterministic", "checkpoint_every", "keep_checkpoints", "summary_every", "sample_every",
     "num_samples", "verbose", "data_dir", "data_cache", "skip_bad_images",
+    "init_generator",  # read only when a run starts
 })
 
 
@@ -273,10 +287,15 @@ def validate(config):
     for name, kind in _FIELD_TYPES.items():
         if kind is float and not math.isfinite(getattr(c, name)):
             raise ConfigError(f"--{name}={getattr(c, name)}: must be a finite number")
-    if c.colour_l1_weight and c.g_output != "attention":
-        raise ConfigError("--colour_l1_weight needs --g_output=attention (a colour map to train)")
+    for name in ("colour_l1_weight", "mask_sparsity_weight", "mask_smooth_weight"):
+        if getattr(c, name) and c.g_output != "attention":
+            raise ConfigError(f"--{name} needs --g_output=attention (an attention head to train)")
+    if c.expression_weight and c.model == "stargan":
+        raise ConfigError("--expression_weight: --model=stargan already classifies in D "
+                          "(use --cls_weight)")
     for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
-                 "colour_l1_weight",
+                 "colour_l1_weight", "expression_weight", "mask_sparsity_weight",
+                 "mask_smooth_weight",
                  "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
                  "rec_weight"):
         if getattr(c, name) < 0:

@@ -132,3 +132,66 @@ def test_colour_l1_trains_the_colour_map_everywhere(tmp_path):
     assert "G/colour_l1" not in plain._tracker_names
     with pytest.raises(Exception, match="needs --g_output=attention"):
         make_config(colour_l1_weight=1.0, g_output="direct")
+
+
+def test_expression_classifier_learns_reals_and_pushes_g_toward_the_target(tmp_path):
+    config = make_config(**tiny_overrides(tmp_path, expression_weight=1.0))
+    gan = build_gan(config)
+    data = batch(config)
+    _, values, grads = gradients(gan, data)
+    for name in ("G/expression", "E/loss", "E/accuracy"):
+        assert name in values
+    e_vars = {v.path for v in gan.expression_classifier.trainable_variables}
+    critic_grads = {v.path: g for v, g in grads["critics"]}
+    # E's trunk and class head learn from the real images ...
+    assert any(critic_grads[p] is not None and float(tf.reduce_max(tf.abs(critic_grads[p]))) > 0
+               for p in e_vars if "classes" in p)
+    # ... and G gets E's verdict on its image toward the target class: a
+    # different target class gives G a different gradient through E
+    def g_gradient(labels):
+        condition = tf.one_hot(labels, gan.num_classes)
+        with tf.GradientTape() as tape:
+            fake = gan.generator((data["source"], condition))[0]
+            term = tf.reduce_mean(gan.expression_losses(
+                data["source"], data["source_label"], data["target"], labels, fake, {})[1])
+        return tape.gradient(term, gan.generator.trainable_variables)
+
+    first = g_gradient(data["target_label"])
+    second = g_gradient((data["target_label"] + 1) % gan.num_classes)
+    assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in first)
+    assert any(a is not None and not np.allclose(a.numpy(), b.numpy())
+               for a, b in zip(first, second))
+    plain = build_gan(make_config(**tiny_overrides(tmp_path)))
+    assert plain.expression_classifier is None and "E/loss" not in plain._tracker_names
+    with pytest.raises(Exception, match="already classifies"):
+        make_config(expression_weight=1.0, model="stargan", critic_levels="", d_condition="none")
+
+
+def test_mask_regularisers_measure_the_change_and_its_roughness():
+    keep = np.ones((2, 8, 8, 1), np.float32)
+    keep[1, 2:4, 2:4] = 0.0  # the second mask changes a 2x2 square
+    change = losses.mask_change(tf.constant(keep)).numpy()
+    tv = losses.total_variation(tf.constant(keep)).numpy()
+    np.testing.assert_allclose(change, [0.0, 4 / 64], rtol=1e-6)
+    assert tv[0] == 0.0 and tv[1] > 0
+    smooth = np.ones((1, 8, 8, 1), np.float32)
+    smooth[0, :, :4] = 0.0  # same area, one straight edge: less variation than speckles
+    speckled = np.ones((1, 8, 8, 1), np.float32)
+    speckled[0, ::2, ::2] = 0.0
+    speckled[0, 1::2, 1::2] = 0.0
+    assert losses.total_variation(smooth)[0] < losses.total_variation(speckled)[0]
+
+
+def test_mask_weights_train_the_final_keep_mask(tmp_path):
+    config = make_config(**tiny_overrides(tmp_path, mask_sparsity_weight=1.0,
+                                          mask_smooth_weight=1.0, l1_weight=0.0, adv_weight=0.0,
+                                          photo_weight=0.0, variation_weight=0.0))
+    gan = build_gan(config)
+    _, values, grads = gradients(gan, batch(config))
+    assert float(values["G/mask_change"]) > 0
+    head = gan.generator.heads[0]
+    bias_grad = dict((v.path, g) for v, g in grads["G"])[head.bias.path]
+    # only the mask losses are on: lowering the change means raising the keep logit
+    assert float(bias_grad[3]) < 0
+    with pytest.raises(Exception, match="needs --g_output=attention"):
+        make_config(mask_smooth_weight=1.0, g_output="direct")

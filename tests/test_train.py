@@ -269,3 +269,31 @@ def test_progress_counts_real_steps_and_is_plain_off_a_terminal(verbose, tty):
         assert "\r" not in text and "\x1b" not in text
         assert text.splitlines() == [l for l in text.splitlines() if l.startswith("step ")]
         assert [l.split()[1] for l in text.splitlines()] == ["250/300", "300/300"]
+
+
+def test_init_generator_copies_g_and_refuses_another_architecture(uninterrupted, tmp_path):
+    from mlc_keras.training.build import build_generator
+    from mlc_keras.training.loop import WorkdirError, init_generator
+
+    result, _ = uninterrupted
+    path = str(tmp_path / "g.keras")
+    result["gan"].generator.save(path)
+    config = make_config(**tiny_overrides(tmp_path, seed=7))
+    fresh = build_generator(config)
+    fresh.build_for_inputs()
+    before = [w.copy() for w in fresh.get_weights()]
+    init_generator(fresh, path)
+    trained = result["gan"].generator.get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(before, fresh.get_weights()))
+    for a, b in zip(trained, fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    wider = build_generator(make_config(**tiny_overrides(tmp_path, g_channels=16)))
+    wider.build_for_inputs()
+    with pytest.raises(WorkdirError, match="init_generator=.*different architecture"):
+        init_generator(wider, path)
+    with pytest.raises(WorkdirError, match="no such file"):
+        init_generator(fresh, str(tmp_path / "missing.keras"))
+    # a run started from it begins where that G was (and says so)
+    run = train(make_config(**tiny_overrides(tmp_path / "run", init_generator=path,
+                                             train_steps=1)))
+    assert run["step"] == 1

@@ -83,7 +83,10 @@ def build_gan(config, strategy=None):
                           config.variation_weight, config.l1_weight, config.gp_weight,
                           l1_all_levels=config.l1_levels == "all",
                           cls_weight=config.cls_weight, rec_weight=config.rec_weight,
-                          colour_l1_weight=config.colour_l1_weight)
+                          colour_l1_weight=config.colour_l1_weight,
+                          expression_weight=config.expression_weight,
+                          mask_sparsity_weight=config.mask_sparsity_weight,
+                          mask_smooth_weight=config.mask_smooth_weight)
     if config.model == "stargan":
         discriminator = StarDiscriminator(
             len(config.expressions), config.resolution, config.d_channels, config.d_downsamples,
@@ -93,11 +96,18 @@ def build_gan(config, strategy=None):
         discriminator = PatchDiscriminator(
             config.resolution, config.d_channels, config.d_downsamples, config.d_condition,
             config.spectral_norm, name="discriminator")
+        classifier = None
+        if config.expression_weight:
+            # E sees no condition: it must tell the expression from the image.
+            classifier = StarDiscriminator(
+                len(config.expressions), config.resolution, config.d_channels,
+                config.d_downsamples, "none", config.spectral_norm, name="expression_classifier")
         if config.model == "pix2pix":
-            gan = PairedGAN(build_generator(config), discriminator, weights, seed=config.seed)
+            gan = PairedGAN(build_generator(config), discriminator, weights, seed=config.seed,
+                            expression_classifier=classifier)
         else:
             gan = MLCGAN(build_generator(config), discriminator, build_critics(config), weights,
-                         seed=config.seed)
+                         seed=config.seed, expression_classifier=classifier)
     gan.compile(
         g_optimizer=build_optimizer(config, config.g_lr, "g_optimizer"),
         d_optimizer=build_optimizer(config, config.d_lr, "d_optimizer"),

@@ -55,7 +55,7 @@ def checkpoint_variables(gan):
             named[key] = v
 
     for net in [gan.generator, gan.discriminator] + gan.photo_critics + \
-            gan.variation_critics + gan.feature_encoders:
+            gan.variation_critics + gan.feature_encoders + gan.classifiers:
         add("net", net.weights)
     for opt in (gan.g_optimizer, gan.d_optimizer, gan.c_optimizer):
         if opt is not None:

@@ -17,6 +17,11 @@ Losses (see losses.py), each reduced over the GLOBAL batch:
   L_V^n    = variation critic on f(x_t^n) - f(x^n) vs f(G_n) - f(x^n)
   L_G      = adv_weight * adv(D) + sum_n [photo_weight * adv(P^n)
              + variation_weight * adv(V^n)] + l1_weight * sum_levels L1(G_l, x_t^l)
+Optional terms (weights 0 by default): colour_l1_weight * L1(C, x_t) and
+mask_sparsity_weight * mean(1 - A) + mask_smooth_weight * TV(A) on the final
+attention head (colour C, keep mask A); expression_weight * CE(E(G(x, c)), c)
+with an expression classifier E trained beside the critics on real images:
+  L_E      = (CE(E(x_t), c) + CE(E(x), c_x)) / 2
 """
 
 import dataclasses
@@ -41,6 +46,9 @@ class LossWeights:
     cls_weight: float = 1.0  # StarGAN: domain classification
     rec_weight: float = 10.0  # StarGAN: cycle reconstruction
     colour_l1_weight: float = 0.0  # attention heads: L1(colour map, target) everywhere
+    expression_weight: float = 0.0  # G: cross-entropy of E on the final image
+    mask_sparsity_weight: float = 0.0  # attention heads: mean changed area of the final mask
+    mask_smooth_weight: float = 0.0  # attention heads: total variation of the final mask
 
 
 class LevelCritic:
@@ -79,10 +87,14 @@ class PairedGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, loss_weights=LossWeights(), seed=0, critics=(),
-                 **kwargs):
+                 expression_classifier=None, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
+        # E: a StarDiscriminator whose class head alone is used (--expression_weight).
+        self.expression_classifier = expression_classifier
+        if (expression_classifier is None) != (not loss_weights.expression_weight):
+            raise ValueError("an expression classifier goes with expression_weight > 0")
         self.loss_weights = loss_weights
         self.num_classes = generator.num_classes
         self.levels = generator.levels
@@ -108,8 +120,13 @@ class PairedGAN(keras.Model):
 
     def _metric_names(self):
         names = ["G/loss", "G/adv"] + [f"G/l1/{lv}" for lv in self.levels]
-        if self.loss_weights.colour_l1_weight:
+        w = self.loss_weights
+        if w.colour_l1_weight:
             names.append("G/colour_l1")
+        if w.mask_sparsity_weight or w.mask_smooth_weight:
+            names += ["G/mask_change", "G/mask_tv"]
+        if self.expression_classifier is not None:
+            names += ["G/expression", "E/loss", "E/accuracy"]
         names += ["D/loss", "D/real", "D/fake"]
         if self.loss_weights.gan_loss == "wgan":
             names.append("D/gp")
@@ -128,12 +145,24 @@ class PairedGAN(keras.Model):
     @property
     def critic_variables(self):
         variables = []
-        for model in self.photo_critics + self.variation_critics + self.feature_encoders:
+        for model in self.photo_critics + self.variation_critics + self.feature_encoders + \
+                self.classifiers:
             variables += model.trainable_variables
         return variables
 
+    @property
+    def classifiers(self):
+        return [] if self.expression_classifier is None else [self.expression_classifier]
+
+    def _classify(self, images, training=True):
+        """E's class logits [B, N] (its real/fake head is not used)."""
+        net = self.expression_classifier
+        return net.classes(net.flatten(net.features((images, None, None), training=training)))
+
     def _build_discriminator(self, x, c):
         self.discriminator((x, x, c))
+        if self.expression_classifier is not None:
+            self.expression_classifier((x, None, None))
 
     def build_all(self, batch_size=1):
         """Creates every network's variables and the optimizers' slots.
@@ -188,12 +217,27 @@ class PairedGAN(keras.Model):
         source = tf.cast(data["source"], tf.float32)
         target = tf.cast(data["target"], tf.float32)
         condition = tf.one_hot(tf.cast(data["target_label"], tf.int32), self.num_classes)
-        if w.colour_l1_weight:
-            fakes, colour, _ = self.generator.call_with_maps((source, condition), training=True)
-            colour_l1 = losses.l1_loss(colour, target)
-            values["G/colour_l1"] = _average(colour_l1)
+        extra = 0.0  # G's terms on the attention maps and from E
+        if w.colour_l1_weight or w.mask_sparsity_weight or w.mask_smooth_weight:
+            fakes, colour, keep = self.generator.call_with_maps((source, condition), training=True)
+            if w.colour_l1_weight:
+                colour_l1 = losses.l1_loss(colour, target)
+                values["G/colour_l1"] = _average(colour_l1)
+                extra = extra + w.colour_l1_weight * colour_l1
+            if w.mask_sparsity_weight or w.mask_smooth_weight:
+                change, tv = losses.mask_change(keep), losses.total_variation(keep)
+                values["G/mask_change"] = _average(change)
+                values["G/mask_tv"] = _average(tv)
+                extra = extra + w.mask_sparsity_weight * change + w.mask_smooth_weight * tv
         else:
             fakes = self.generator((source, condition), training=True)
+        e_loss = None
+        if self.expression_classifier is not None:
+            target_label = tf.cast(data["target_label"], tf.int32)
+            e_loss, g_expression = self.expression_losses(
+                source, tf.cast(data["source_label"], tf.int32), target, target_label, fakes[0],
+                values)
+            extra = extra + w.expression_weight * g_expression
 
         d_loss, g_adv = self._discriminator_losses(
             lambda image: self.discriminator((image, source, condition), training=True),
@@ -205,10 +249,25 @@ class PairedGAN(keras.Model):
             values[f"G/l1/{level}"] = _average(l1)
             if w.l1_all_levels or level == self.levels[0]:
                 g_loss = g_loss + w.l1_weight * l1
-        if w.colour_l1_weight:
-            g_loss = g_loss + w.colour_l1_weight * colour_l1
         critic_g, critic_loss = self.critic_losses(fakes, source, target, condition, values)
-        return g_loss + critic_g, d_loss, critic_loss
+        if e_loss is not None:
+            critic_loss = e_loss if critic_loss is None else critic_loss + e_loss
+        return g_loss + extra + critic_g, d_loss, critic_loss
+
+    def expression_losses(self, source, source_label, target, target_label, fake, values):
+        """E learns the expression of the real images (source and target);
+        G is scored by E's cross-entropy of its image against the target
+        class. Returns (E's loss [B], G's term [B])."""
+        real_logits = self._classify(target)
+        e_loss = 0.5 * (losses.classification_loss(target_label, real_logits)
+                        + losses.classification_loss(source_label, self._classify(source)))
+        correct = tf.cast(tf.equal(tf.argmax(real_logits, -1, output_type=tf.int32),
+                                   target_label), tf.float32)
+        g_term = losses.classification_loss(target_label, self._classify(fake))
+        values["E/loss"] = _average(e_loss)
+        values["E/accuracy"] = _average(correct)
+        values["G/expression"] = _average(g_term)
+        return e_loss, g_term
 
     def critic_losses(self, fakes, source, target, condition, values):
         """(G's terms against the critic networks [B], the critics' loss [B] or None)."""
@@ -225,7 +284,8 @@ class PairedGAN(keras.Model):
         _apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
         if c_loss is not None:
             _apply(self.c_optimizer, tape, c_loss, self.critic_variables)
-            values["critic/loss"] = c_loss
+            if "critic/loss" in self.trackers:
+                values["critic/loss"] = c_loss
         del tape
         values["G/loss"] = g_loss
         values["D/loss"] = d_loss
@@ -243,9 +303,9 @@ class MLCGAN(PairedGAN):
     (photo-realistic critic P^n, variation critic V^n on features f)."""
 
     def __init__(self, generator, discriminator, critics=(), loss_weights=LossWeights(),
-                 seed=0, **kwargs):
+                 seed=0, expression_classifier=None, **kwargs):
         super().__init__(generator, discriminator, loss_weights, seed=seed, critics=critics,
-                         **kwargs)
+                         expression_classifier=expression_classifier, **kwargs)
 
     def _metric_names(self):
         names = super()._metric_names()

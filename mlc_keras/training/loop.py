@@ -39,6 +39,30 @@ class WorkdirError(UserError, ValueError):
     """The workdir holds a run that this config cannot continue."""
 
 
+def init_generator(generator, path):
+    """Copies the weights of the .keras generator at ``path`` into ``generator``
+    (same architecture, checked weight by weight)."""
+    import keras
+
+    if not os.path.isfile(path):
+        raise WorkdirError(f"--init_generator={path}: no such file")
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # a damaged or foreign file
+        raise WorkdirError(f"--init_generator={path}: not a loadable .keras model "
+                           f"({type(e).__name__})") from None
+    theirs, ours = source.weights, generator.weights
+    shapes = lambda ws: [tuple(w.shape) for w in ws]  # noqa: E731
+    if shapes(theirs) != shapes(ours):
+        raise WorkdirError(
+            f"--init_generator={path}: its generator has a different architecture "
+            f"({len(theirs)} weights, {sum(w.numpy().size for w in theirs):,} values) than this "
+            f"config's ({len(ours)}, {sum(w.numpy().size for w in ours):,}); match --resolution, "
+            "--g_channels, --g_res_blocks and the expressions")
+    for mine, other in zip(ours, theirs):
+        mine.assign(other.numpy())
+
+
 def _check_workdir(config):
     """Refuses an unusable workdir before anything is written. The run's
     options are written only when training starts (``_write_options``), so a
@@ -119,6 +143,9 @@ def train(config):
     if restored:
         print(f"Resuming from {restored} at step {step} of {config.train_steps}.", flush=True)
     else:
+        if config.init_generator:
+            init_generator(gan.generator, config.init_generator)
+            print(f"G starts from {config.init_generator}.", flush=True)
         print(f"Starting a new run in {config.workdir} ({config.train_steps} steps, "
               f"{strategy.num_replicas_in_sync} replica(s)).", flush=True)
     remaining = config.train_steps - step

@@ -136,3 +136,31 @@ def classification_loss(labels, class_logits):
     """
     return tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.cast(labels, tf.int32), logits=tf.cast(class_logits, tf.float32))
+
+
+def mask_change(keep):
+    """Mean changed area of an attention head: mean(1 - keep) per example.
+
+    Args:
+      keep: [B, H, W, 1] keep mask in [0, 1] (1 keeps the source pixel).
+
+    Returns:
+      [B]; 0 when G keeps every source pixel.
+    """
+    return _per_example_mean(1.0 - tf.cast(keep, tf.float32))
+
+
+def total_variation(mask):
+    """Mean absolute difference between neighbouring pixels, per example
+    (GANimation's smoothness term, normalised by the pixel count).
+
+    Args:
+      mask: [B, H, W, C].
+
+    Returns:
+      [B]; 0 for a constant mask.
+    """
+    mask = tf.cast(mask, tf.float32)
+    dy = _per_example_mean(tf.abs(mask[:, 1:] - mask[:, :-1]))
+    dx = _per_example_mean(tf.abs(mask[:, :, 1:] - mask[:, :, :-1]))
+    return dx + dy

@@ -216,3 +216,30 @@ def test_corrupt_keras_file_is_reported_as_corrupt(tmp_path):
     assert "File not found" not in str(info.value)
     with pytest.raises(UserError, match="--model=.*corrupt or unreadable"):
         loading.load_model_for_synthesis(str(bad))
+
+
+def test_edit_signatures_take_targets_and_intensity(exported):
+    generator, result, _ = exported
+    loaded = tf.saved_model.load(result["saved_model"])
+    x = faces()
+    targets = np.array([[0, 1, 0], [0, 0.6, 0.4]], np.float32)
+    out = loaded.signatures["edit"](images=tf.constant(x), targets=tf.constant(targets),
+                                    intensity=tf.constant([0.0, 1.0]))["images"].numpy()
+    np.testing.assert_allclose(out[0], x[0], atol=1e-6)
+    live = np.asarray(generator((x, tf.constant(targets)))[0])
+    np.testing.assert_allclose(out[1], live[1], atol=1e-5)
+    crops = np.random.default_rng(3).uniform(-1, 1, (1, 40, 40, 3)).astype(np.float32)
+    edited = loaded.signatures["composite_edit"](
+        images=tf.constant(crops), targets=tf.constant(targets[:1]),
+        intensity=tf.constant([0.0]))
+    np.testing.assert_array_equal(edited["images"].numpy(), crops)
+    for targets_in, intensity, message in [
+            (targets, [0.0, 2.5], "intensity: values must lie in"),
+            (-targets, [1.0, 1.0], "non-negative weights"),
+            (targets[:, :2], [1.0, 1.0], r"targets: expected float \[batch, 3\]")]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            loaded.signatures["edit"](images=tf.constant(x), targets=tf.constant(targets_in),
+                                      intensity=tf.constant(intensity))
+    # the synthesis loader serves intensities through the new signature
+    model = loading.load_model_for_synthesis(result["saved_model"])
+    np.testing.assert_allclose(model.generate(x, [1, 2], intensity=0.0), x, atol=1e-6)

@@ -8,10 +8,13 @@ rest of it, and there is no double contour: nothing of the model's own
 re-drawing of unchanged regions is used. The same function runs in the
 exported graph (signature ``composite``) and in ``synthesize``.
 
-May import models/ only through the generator object it is given.
+May import models/generator's ``scale_change`` (the one definition of
+expression intensity); the networks come through the generator object given.
 """
 
 import tensorflow as tf
+
+from mlc_keras.models.generator import scale_change
 
 # A 3x3 binomial filter: feathers the mask at R before it is upsampled, so its
 # edges are soft at any S.
@@ -29,13 +32,16 @@ def _feather(mask):
     return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID")
 
 
-def composite(generator, crops, condition):
+def composite(generator, crops, condition, intensity=None):
     """Edits aligned crops at their own resolution.
 
     Args:
       generator: a ``models.Generator``.
       crops: float32 [B, S, S, 3] in [-1, 1], S >= R (aligned as in training).
-      condition: float32 [B, N], the target expression code (one-hot).
+      condition: float32 [B, N], the target expression code (one-hot, or a
+        blend of expressions).
+      intensity: optional float32 [B]: the change from the crop is scaled
+        (``models.generator.scale_change``); 0 returns the crop unchanged.
 
     Returns:
       (images float32 [B, S, S, 3] in [-1, 1], change float32 [B, S, S, 1] in
@@ -47,11 +53,16 @@ def composite(generator, crops, condition):
     r = generator.resolution
     size = tf.shape(crops)[1:3]
     small = tf.image.resize(crops, [r, r], method="area", antialias=True)
+    if intensity is None:
+        intensity = tf.ones(tf.shape(crops)[:1], tf.float32)
+    strength = tf.reshape(tf.cast(intensity, tf.float32), [-1, 1, 1, 1])
     if not supports_maps(generator):
         out = generator((small, condition), training=False)[0]
         up = tf.clip_by_value(tf.image.resize(out, size, method="bicubic"), -1.0, 1.0)
-        return up, tf.ones_like(up[..., :1])
+        return scale_change(crops, up, intensity), tf.ones_like(up[..., :1]) * tf.minimum(
+            strength, 1.0)
     colour, keep = generator.final_maps((small, condition))
     keep = tf.clip_by_value(tf.image.resize(_feather(keep), size, method="bilinear"), 0.0, 1.0)
     colour = tf.clip_by_value(tf.image.resize(colour, size, method="bicubic"), -1.0, 1.0)
-    return keep * crops + (1.0 - keep) * colour, 1.0 - keep
+    out = scale_change(crops, keep * crops + (1.0 - keep) * colour, intensity)
+    return out, tf.clip_by_value(strength * (1.0 - keep), 0.0, 1.0)

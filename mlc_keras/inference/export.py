@@ -35,6 +35,13 @@ silently). A batch of 0 gives an empty batch of the output shapes:
                  (see ``inference.composite``: the crop's own pixels wherever
                  the model's mask keeps the source)
        change    float32 [B, S, S, 1] in [0, 1]: the model's share per pixel
+  edit, composite_edit
+    like serving_default and composite, with the expression given as
+    targets      float32 [B, N]: weights per expression (a one-hot row is one
+                 expression, 0.6/0.4 a blend; rows are normalised to sum 1)
+    intensity    float32 [B] in [0, 2]: the change from the input is scaled
+                 (0 returns the input, 1 the full expression; SavedModel
+                 signatures have no optional inputs, so these are their own)
 
 The version folder is written under a temporary name beside it and renamed
 into place only when complete, so a server never picks up half an export;
@@ -50,10 +57,11 @@ import tempfile
 import numpy as np
 
 from mlc_keras.images import tf_to_float
-from mlc_keras.inference.loading import (METADATA_FILE, TEMP_PREFIX, ExportError,
-                                        version_numbers)
+from mlc_keras.inference.loading import (MAX_INTENSITY, METADATA_FILE, TEMP_PREFIX,
+                                        ExportError, version_numbers)
 
-SIGNATURES = ("serving_default", "synthesize_bytes", "all_expressions", "composite")
+SIGNATURES = ("serving_default", "synthesize_bytes", "all_expressions", "composite", "edit",
+              "composite_edit")
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
@@ -107,6 +115,31 @@ def _validate_expressions(expressions, batch, num_classes):
             "expressions: one id per image expected (batch sizes differ)"]),
         tf.debugging.Assert(in_range, [f"expressions: ids must lie in [0, {num_classes - 1}]; got",
                                        expressions]),
+    ]
+
+
+def _validate_targets(targets, intensity, batch, num_classes):
+    """Assertions for float target vectors [B, N] (non-negative weights with
+    a positive sum) and intensities [B] in [0, MAX_INTENSITY]."""
+    import tensorflow as tf
+
+    rank_ok = tf.equal(tf.rank(targets), 2)
+    dims = _first_dims(targets, 2)
+    shape_ok = rank_ok & tf.equal(dims[0], batch) & tf.equal(dims[1], num_classes)
+    weights_ok = (tf.reduce_all(tf.math.is_finite(targets)) & tf.reduce_all(targets >= 0.0)
+                  & tf.reduce_all(tf.reduce_sum(tf.reshape(targets, [dims[0], -1]), axis=1) > 0.0))
+    i_rank_ok = tf.equal(tf.rank(intensity), 1) & tf.equal(_first_dims(intensity, 1)[0], batch)
+    i_range_ok = tf.reduce_all((intensity >= 0.0) & (intensity <= MAX_INTENSITY))
+    return [
+        tf.debugging.Assert(shape_ok, [
+            f"targets: expected float [batch, {num_classes}] (one weight per expression, one row "
+            "per image); got", tf.shape(targets)]),
+        tf.debugging.Assert(tf.logical_or(tf.logical_not(shape_ok), weights_ok), [
+            "targets: each row must hold finite non-negative weights with a positive sum"]),
+        tf.debugging.Assert(i_rank_ok, ["intensity: expected float [batch], one per image; got",
+                                        tf.shape(intensity)]),
+        tf.debugging.Assert(tf.logical_or(tf.logical_not(i_rank_ok), i_range_ok), [
+            f"intensity: values must lie in [0, {MAX_INTENSITY:g}]; got", intensity]),
     ]
 
 
@@ -282,10 +315,47 @@ def serving_functions(generator):
 
         return _unless_empty(shape[0], run, empty)
 
+    def edit_inputs(images, targets, intensity, at_least=False):
+        checks = _validate_images(images, r, at_least=at_least)
+        checks += _validate_targets(targets, intensity, _first_dims(images, 1)[0], n)
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
+            images = tf.reshape(images, [-1, tf.shape(images)[1], tf.shape(images)[2], 3])
+            targets = tf.reshape(tf.identity(targets), [-1, n])
+            targets = targets / tf.reduce_sum(targets, axis=1, keepdims=True)
+            intensity = tf.reshape(tf.identity(intensity), [-1])
+        return images, targets, intensity
+
+    def edit(images, targets, intensity):
+        images, targets, intensity = edit_inputs(images, targets, intensity)
+        images = tf.reshape(images, [-1, r, r, 3])
+        return {"images": _unless_empty(
+            tf.shape(images)[0],
+            lambda: generator((images, targets, intensity), training=False)[0],
+            lambda: tf.zeros([0, r, r, 3], tf.float32))}
+
+    def composite_edit(images, targets, intensity):
+        images, targets, intensity = edit_inputs(images, targets, intensity, at_least=True)
+        shape = tf.shape(images)
+
+        def run():
+            out, change = composite(generator, images, targets, intensity)
+            return {"images": out, "change": change}
+
+        def empty():
+            return {"images": tf.zeros([0, shape[1], shape[2], 3], tf.float32),
+                    "change": tf.zeros([0, shape[1], shape[2], 1], tf.float32)}
+
+        return _unless_empty(shape[0], run, empty)
+
     # Unknown rank: the graph itself checks rank and sizes with clear messages.
     images_spec = tf.TensorSpec(None, tf.float32, name="images")
     ids_spec = tf.TensorSpec(None, tf.int32, name="expressions")
+    edit_specs = [images_spec, tf.TensorSpec(None, tf.float32, name="targets"),
+                  tf.TensorSpec(None, tf.float32, name="intensity")]
     return {
+        "edit": (edit, edit_specs),
+        "composite_edit": (composite_edit, edit_specs),
         "serving_default": (serving_default, [images_spec, ids_spec]),
         "synthesize_bytes": (synthesize_bytes,
                              [tf.TensorSpec(None, tf.string, name="image_bytes"), ids_spec]),
@@ -294,7 +364,7 @@ def serving_functions(generator):
     }
 
 
-def _warmup_requests(model_name, resolution, path):
+def _warmup_requests(model_name, resolution, path, num_classes):
     """Writes one PredictRequest per signature in TF Serving's warm-up format
     (TFRecord of PredictionLog); skipped with a note when
     tensorflow-serving-api is not installed."""
@@ -318,6 +388,10 @@ def _warmup_requests(model_name, resolution, path):
         "composite": {"images": np.zeros((1, 2 * resolution, 2 * resolution, 3), np.float32),
                       "expressions": np.zeros([1], np.int32)},
     }
+    one_hot = np.zeros([1, num_classes], np.float32)
+    one_hot[0, 0] = 1.0
+    inputs["edit"] = {"images": zeros, "targets": one_hot, "intensity": np.ones([1], np.float32)}
+    inputs["composite_edit"] = dict(inputs["edit"], images=inputs["composite"]["images"])
     with tf.io.TFRecordWriter(path) as writer:
         for signature, tensors in inputs.items():
             request = predict_pb2.PredictRequest(
@@ -399,7 +473,8 @@ def export_generator(generator, config, output, model_name="mlc", version=None):
         archive.write_out(saved, verbose=False)
         extra = os.path.join(saved, "assets.extra")
         os.makedirs(extra, exist_ok=True)
-        warm = _warmup_requests(model_name, generator.resolution, os.path.join(extra, WARMUP_FILE))
+        warm = _warmup_requests(model_name, generator.resolution, os.path.join(extra, WARMUP_FILE),
+                                generator.num_classes)
         with open(os.path.join(extra, METADATA_FILE), "w") as f:
             json.dump({"resolution": generator.resolution,
                        "expressions": list(config.expressions),

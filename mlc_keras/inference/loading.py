@@ -135,12 +135,13 @@ def load_run(workdir):
     return generator, dataclasses.replace(config, workdir=os.path.abspath(workdir)), checkpoint
 
 
-def _batched(fn, images, ids, batch_size):
-    """``fn(images[i:i + b], ids[i:i + b])`` over the whole batch, concatenated (float32)."""
+def _batched(fn, arrays, batch_size):
+    """``fn(*[a[i:i + b] for a in arrays])`` over the whole batch, concatenated (float32)."""
     batch_size = max(1, int(batch_size))
-    chunks = [np.asarray(fn(images[i:i + batch_size], ids[i:i + batch_size]), np.float32)
-              for i in range(0, images.shape[0], batch_size)]
-    return np.concatenate(chunks, 0) if chunks else np.zeros((0,) + images.shape[1:], np.float32)
+    n = arrays[0].shape[0]
+    chunks = [np.asarray(fn(*[a[i:i + batch_size] for a in arrays]), np.float32)
+              for i in range(0, n, batch_size)]
+    return np.concatenate(chunks, 0) if chunks else np.zeros((0,) + arrays[0].shape[1:], np.float32)
 
 
 def generate(generator, images, ids, batch_size=64):
@@ -161,8 +162,43 @@ def generate(generator, images, ids, batch_size=64):
     def call(x, i):
         return generator((tf.constant(x, tf.float32), tf.one_hot(i, n)), training=False)[0]
 
-    return _batched(call, np.asarray(images, np.float32), np.asarray(ids, np.int32).reshape(-1),
+    return _batched(call, [np.asarray(images, np.float32), np.asarray(ids, np.int32).reshape(-1)],
                     batch_size)
+
+
+MAX_INTENSITY = 2.0
+
+
+def as_targets(ids_or_targets, num_classes, batch):
+    """Expression ids [B] or target vectors [B, N] -> float32 [B, N] whose
+    rows are non-negative and sum to 1 (a blend of expressions; a one-hot row
+    is one expression). Raises ValueError naming what is wrong."""
+    values = np.asarray(ids_or_targets)
+    if values.ndim == 1 and values.dtype.kind in "iu":
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"ids must lie in [0, {num_classes - 1}], got {values.tolist()}")
+        targets = np.eye(num_classes, dtype=np.float32)[values]
+    elif values.ndim == 2 and values.shape[1] == num_classes:
+        targets = values.astype(np.float32)
+        sums = targets.sum(axis=1, keepdims=True)
+        if not np.all(np.isfinite(targets)) or (targets < 0).any() or (sums <= 0).any():
+            raise ValueError("targets: each row must hold non-negative weights with a positive sum")
+        targets = targets / sums
+    else:
+        raise ValueError(f"expected int ids [batch] or float targets [batch, {num_classes}], got "
+                         f"{values.dtype} {values.shape}")
+    if targets.shape[0] != batch:
+        raise ValueError(f"ids: {targets.shape[0]} targets for {batch} images")
+    return targets
+
+
+def as_intensity(intensity, batch):
+    """None (1.0), a number or one per image -> float32 [B] in [0, MAX_INTENSITY]."""
+    values = np.broadcast_to(np.asarray(1.0 if intensity is None else intensity, np.float32),
+                             (batch,)).copy()
+    if not np.all(np.isfinite(values)) or (values < 0).any() or (values > MAX_INTENSITY).any():
+        raise ValueError(f"intensity must lie in [0, {MAX_INTENSITY:g}], got {values.tolist()}")
+    return values
 
 
 # ----------------------------------------------------------------- synthesis models
@@ -179,6 +215,9 @@ class SynthesisModel:
       dataset: the run's ``dataset`` option when known ("synthetic",
         "london", "manifest"), else None.
       source: a description of what was loaded (for messages).
+
+    ``fn(images, targets, intensity)`` and ``composite_fn(crops, targets,
+    intensity)`` take float32 target vectors [B, N] and intensities [B].
     """
 
     def __init__(self, fn, resolution, expressions, import_resolution=DEFAULT_IMPORT_RESOLUTION,
@@ -199,27 +238,27 @@ class SynthesisModel:
         return (f"SynthesisModel({self.source!r}, resolution={self.resolution}, "
                 f"expressions={self.expressions}, import_resolution={self.import_resolution})")
 
-    def generate(self, images, ids, batch_size=8):
+    def generate(self, images, ids, batch_size=8, intensity=None):
         """Synthesizes ``images[i]`` with expression ``ids[i]``.
 
         Args:
           images: float [B, R, R, 3] in [-1, 1].
-          ids: int [B], ids into ``expressions``.
+          ids: int [B], ids into ``expressions``, or float [B, N] target
+            vectors (blends; each row is normalised to sum 1).
           batch_size: images per model call.
+          intensity: None (1.0), a number or float [B] in [0, 2]: the change
+            from the input is scaled (0 returns the input).
 
         Returns:
           np.ndarray float32 [B, R, R, 3] in [-1, 1] (the final decoder level).
         """
         images = np.asarray(images, np.float32)
-        ids = np.asarray(ids, np.int32).reshape(-1)
         r = self.resolution
         if images.ndim != 4 or images.shape[1:] != (r, r, 3):
             raise ValueError(f"images: expected [batch, {r}, {r}, 3], got {images.shape}")
-        if ids.shape[0] != images.shape[0]:
-            raise ValueError(f"ids: {ids.shape[0]} ids for {images.shape[0]} images")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.num_classes):
-            raise ValueError(f"ids must lie in [0, {self.num_classes - 1}], got {ids.tolist()}")
-        return _batched(self._fn, images, ids, batch_size)
+        targets = as_targets(ids, self.num_classes, images.shape[0])
+        strength = as_intensity(intensity, images.shape[0])
+        return _batched(self._fn, [images, targets, strength], batch_size)
 
     @property
     def can_composite(self):
@@ -228,12 +267,13 @@ class SynthesisModel:
         signature)."""
         return self._composite_fn is not None
 
-    def composite(self, crop, ids):
-        """Edits one aligned crop at its own resolution, once per expression.
+    def composite(self, crop, ids, intensity=None):
+        """Edits one aligned crop at its own resolution, once per target.
 
         Args:
           crop: uint8 [S, S, 3], S >= R, framed like the training crops.
-          ids: int [E], ids into ``expressions``.
+          ids: int [E], ids into ``expressions``, or float [E, N] targets.
+          intensity: None, a number or float [E] (see ``generate``).
 
         Returns:
           (uint8 [E, S, S, 3], float32 [E, S, S]: the model's share per pixel).
@@ -242,9 +282,11 @@ class SynthesisModel:
             raise SynthesisError(f"{self.source}: this model cannot composite at full resolution "
                                  "(no attention heads, or an export without the 'composite' "
                                  "signature)")
-        ids = np.asarray(ids, np.int32).reshape(-1)
-        crops = np.repeat(to_float(np.asarray(crop))[None], ids.shape[0], axis=0)
-        images, change = self._composite_fn(crops, ids)
+        e = np.asarray(ids).shape[0]
+        targets = as_targets(ids, self.num_classes, e)
+        strength = as_intensity(intensity, e)
+        crops = np.repeat(to_float(np.asarray(crop))[None], e, axis=0)
+        images, change = self._composite_fn(crops, targets, strength)
         return to_uint8(images), np.asarray(change, np.float32)[..., 0]
 
 
@@ -273,24 +315,27 @@ def _keras_model(generator, options, source, metadata=None):
         names = tuple(EXPRESSIONS[:n])
 
     @tf.function(input_signature=[tf.TensorSpec([None, r, r, 3], tf.float32),
-                                  tf.TensorSpec([None], tf.int32)])
-    def run(images, ids):
-        return generator((images, tf.one_hot(ids, n, dtype=tf.float32)), training=False)[0]
+                                  tf.TensorSpec([None, n], tf.float32),
+                                  tf.TensorSpec([None], tf.float32)])
+    def run(images, targets, intensity):
+        return generator((images, targets, intensity), training=False)[0]
 
-    def fn(images, ids):
-        return run(tf.constant(images), tf.constant(ids)).numpy()
+    def fn(images, targets, intensity):
+        return run(tf.constant(images), tf.constant(targets), tf.constant(intensity)).numpy()
 
     from mlc_keras.inference.composite import composite, supports_maps
 
     composite_fn = None
     if supports_maps(generator):
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
-                                      tf.TensorSpec([None], tf.int32)])
-        def run_composite(crops, ids):
-            return composite(generator, crops, tf.one_hot(ids, n, dtype=tf.float32))
+                                      tf.TensorSpec([None, n], tf.float32),
+                                      tf.TensorSpec([None], tf.float32)])
+        def run_composite(crops, targets, intensity):
+            return composite(generator, crops, targets, intensity)
 
-        def composite_fn(crops, ids):
-            images, change = run_composite(tf.constant(crops), tf.constant(ids))
+        def composite_fn(crops, targets, intensity):
+            images, change = run_composite(tf.constant(crops), tf.constant(targets),
+                                           tf.constant(intensity))
             return images.numpy(), change.numpy()
 
     return _synthesis_model(fn, r, names, options, source, composite_fn)
@@ -316,24 +361,53 @@ def _saved_model(path):
         raise SynthesisError(f"--model={path}: cannot load the SavedModel ({e})") from e
     if "serving_default" not in loaded.signatures:
         raise SynthesisError(f"--model={path}: the SavedModel has no serving_default signature")
-    signature = loaded.signatures["serving_default"]
+    signatures = loaded.signatures
+    if "edit" in signatures:
+        edit = signatures["edit"]
 
-    def fn(images, ids):
-        out = signature(images=tf.constant(images, tf.float32), expressions=tf.constant(ids, tf.int32))
-        return out["images"].numpy()
+        def fn(images, targets, intensity):
+            return edit(images=tf.constant(images, tf.float32),
+                        targets=tf.constant(targets, tf.float32),
+                        intensity=tf.constant(intensity, tf.float32))["images"].numpy()
+    else:  # an export from before intensity: one-hot targets at full strength only
+        signature = signatures["serving_default"]
+
+        def fn(images, targets, intensity):
+            ids = _plain_ids(path, targets, intensity)
+            out = signature(images=tf.constant(images, tf.float32),
+                            expressions=tf.constant(ids, tf.int32))
+            return out["images"].numpy()
 
     composite_fn = None
-    if "composite" in loaded.signatures:
-        composite_signature = loaded.signatures["composite"]
+    if "composite_edit" in signatures:
+        composite_edit = signatures["composite_edit"]
 
-        def composite_fn(crops, ids):
+        def composite_fn(crops, targets, intensity):
+            out = composite_edit(images=tf.constant(crops, tf.float32),
+                                 targets=tf.constant(targets, tf.float32),
+                                 intensity=tf.constant(intensity, tf.float32))
+            return out["images"].numpy(), out["change"].numpy()
+    elif "composite" in signatures:
+        composite_signature = signatures["composite"]
+
+        def composite_fn(crops, targets, intensity):
             out = composite_signature(images=tf.constant(crops, tf.float32),
-                                      expressions=tf.constant(ids, tf.int32))
+                                      expressions=tf.constant(_plain_ids(path, targets, intensity),
+                                                              tf.int32))
             return out["images"].numpy(), out["change"].numpy()
 
     model = _synthesis_model(fn, resolution, names, meta.get("options"), path, composite_fn)
     model._loaded = loaded  # keeps the restored objects alive
     return model
+
+
+def _plain_ids(path, targets, intensity):
+    """Ids for a SavedModel without the ``edit`` signatures (exported before
+    intensity existed): only one-hot targets at intensity 1 can be served."""
+    if not (np.allclose(intensity, 1.0) and np.allclose(targets.max(axis=1), 1.0)):
+        raise SynthesisError(f"--model={path}: this export has no 'edit' signature (it predates "
+                             "intensities and blends); export the model again")
+    return targets.argmax(axis=1).astype(np.int32)
 
 
 def _export_metadata_for(keras_path):

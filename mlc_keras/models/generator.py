@@ -46,6 +46,20 @@ CONDITIONINGS = ("input", "input_and_decoder", "film")
 OUTPUTS = ("direct", "attention")
 
 
+def scale_change(source, output, intensity):
+    """Expression intensity: ``source + intensity * (output - source)``,
+    clipped to [-1, 1]. 0 returns the source exactly, 1 the output; for an
+    attention head it scales the model's share (1 - mask) of every pixel.
+
+    Args:
+      source, output: [B, H, W, 3] float in [-1, 1].
+      intensity: [B] or [B, 1] float (values above 1 exaggerate the change).
+    """
+    intensity = ops.reshape(ops.cast(intensity, "float32"), (-1, 1, 1, 1))
+    source = ops.cast(source, "float32")
+    return ops.clip(source + intensity * (ops.cast(output, "float32") - source), -1.0, 1.0)
+
+
 def decoder_levels(resolution, downsamples):
     """The image sizes the decoder emits, finest first: (R, R/2, ..., R/2^D)."""
     return tuple(resolution // (2 ** i) for i in range(downsamples + 1))
@@ -158,9 +172,18 @@ class Generator(keras.Model):
         return coarser, x
 
     def call(self, inputs, training=None):
-        image, condition = inputs
+        """inputs: (images [B, R, R, 3] in [-1, 1], target [B, N] float: a
+        one-hot expression or a blend of them) or the same plus intensity
+        [B] (or [B, 1]) float: every level's change from its input is scaled,
+        ``scale_change``. Returns the levels' images, finest first."""
+        image, condition = inputs[0], inputs[1]
+        image = ops.cast(image, "float32")
         coarser, features = self._decode(image, condition, training)
-        return (self._to_image(0, features, ops.cast(image, "float32")),) + tuple(reversed(coarser))
+        outputs = (self._to_image(0, features, image),) + tuple(reversed(coarser))
+        if len(inputs) > 2 and inputs[2] is not None:
+            outputs = tuple(scale_change(downsample_images(image, self.levels[i]), out, inputs[2])
+                            for i, out in enumerate(outputs))
+        return outputs
 
     def call_with_maps(self, inputs, training=None):
         """``call``'s outputs plus the final attention head's maps (colour,

@@ -95,6 +95,19 @@ def write_png_atomic(path, array):
         Image.fromarray(np.asarray(array)).save(tmp, format="PNG")
 
 
+def write_gif_atomic(path, frames, seconds=2.0):
+    """Writes uint8 [H, W, 3] frames as a looping animated GIF (each frame
+    shown ``seconds / len(frames)``; the last one held as long again)."""
+    from PIL import Image
+
+    images = [Image.fromarray(np.asarray(f)) for f in frames]
+    each = max(20, int(round(1000 * seconds / len(images))))
+    durations = [each] * (len(images) - 1) + [4 * each]
+    with atomic_path(path, suffix=".gif") as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                       duration=durations, optimize=False)
+
+
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)

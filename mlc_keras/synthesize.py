@@ -1,8 +1,8 @@
 """Synthesize expressions on your own photos.
 
     python -m mlc_keras.synthesize --model=EXPORT_OR_WORKDIR --input=PHOTO|DIR \\
-        --expressions=happy,sad|all [--output=PATH] [--paste_back] \\
-        [--faces=largest|all] [--batch_size=8]
+        --expressions=happy,sad|all|happy:0.6,surprised:0.4 [--intensity=0.5|0,0.5,1] \\
+        [--frames=N] [--output=PATH] [--paste_back] [--faces=largest|all] [--batch_size=8]
 
 --model takes a ``.keras`` file, an export folder (its newest ``.keras``), a
 training workdir (its newest checkpoint), a SavedModel version folder
@@ -22,7 +22,15 @@ FLAGS_SPEC = (
     ("model", "", "A .keras file, an export folder, a SavedModel (version) folder or a training "
                   "workdir (default: the London neutral<->happy model shipped in the package)."),
     ("input", "", "A photo, or a folder of photos."),
-    ("expressions", "all", "Comma-separated expression names, or 'all'."),
+    ("expressions", "all", "Comma-separated expression names, or 'all'; a blend with relative "
+                           "weights: happy:0.6,surprised:0.4 (several columns: separate them "
+                           "with ';')."),
+    ("intensity", "1", "How strong the expression is: 0 leaves the face unchanged, 1 is the full "
+                       "expression, up to 2 exaggerates it. Several values, e.g. "
+                       "0,0.25,0.5,0.75,1, give one column (or pasted photo) per value."),
+    ("frames", 0, "Write an animated GIF per expression (and MP4 when imageio-ffmpeg is installed) "
+                  "that morphs from the photo to the expression over this many frames (2-120) "
+                  "instead of still images."),
     ("output", "", "Single photo: the grid PNG (or, with --paste_back, a folder). Folder input: a "
                    "folder (default <input>_synth)."),
     ("paste_back", False, "Write one photo per expression with the new faces blended into the "
@@ -48,7 +56,7 @@ def main(argv):
     f = flags.FLAGS
     return run_synthesis(f.model, f.input, f.expressions, output=f.output or None,
                          paste_back=f.paste_back, faces=f.faces, batch_size=f.batch_size,
-                         strict=f.strict)
+                         strict=f.strict, intensity=f.intensity, frames=f.frames)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import os
 import tempfile
 
 from mlc_keras.data import align
-from mlc_keras.images import write_png_atomic
+from mlc_keras.images import atomic_path, write_gif_atomic, write_png_atomic
 from mlc_keras.inference.loading import IdentityError, SynthesisError
 
 
@@ -81,6 +81,51 @@ def save_result(result, output, stem):
         _write_png(path, image, output)
         written.append(path)
     return written
+
+
+def save_animations(result, animated, output, stem, mp4=None):
+    """Writes one animation per edit of ``animated``: ``{label: [frame
+    labels in order]}`` of columns of ``result``. A frame is the pasted photo
+    (paste back) or, per face, [aligned input | edited face]. Writes
+    ``<stem>_<label>.gif`` (and ``.mp4`` when ``mp4`` and imageio's ffmpeg
+    writer is installed); returns the paths written."""
+    written = []
+    for label, frame_labels in animated.items():
+        if result.paste_back:
+            frames = [result.pasted(f) for f in frame_labels]
+        else:
+            frames = [result.row_grid(f) for f in frame_labels]
+        path = os.path.join(output, f"{stem}_{label}.gif")
+        try:
+            write_gif_atomic(path, frames)
+            written.append(path)
+            if mp4 and _mp4_writer() is not None:
+                path = os.path.join(output, f"{stem}_{label}.mp4")
+                with atomic_path(path, suffix=".mp4") as tmp:
+                    _mp4_writer().imwrite(tmp, _even(frames), fps=max(1, len(frames) // 2))
+                written.append(path)
+        except OSError as e:
+            raise SynthesisError(f"--output={output}: cannot write {path} ({e.strerror or e})") \
+                from e
+    return written
+
+
+def _even(frames):
+    """Video encoders want even sizes: drop a last row / column where odd."""
+    import numpy as np
+
+    h, w = frames[0].shape[:2]
+    return np.stack([f[:h - h % 2, :w - w % 2] for f in frames])
+
+
+def _mp4_writer():
+    """imageio.v3 when it can write MP4 (imageio-ffmpeg installed), else None."""
+    try:
+        import imageio.v3 as iio
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        return None
+    return iio
 
 
 def list_photos(folder):

@@ -41,14 +41,14 @@ import numpy as np
 
 from mlc_keras.data import align
 from mlc_keras.data.identity import SAME_PERSON_THRESHOLD, FaceEmbedder
-from mlc_keras.expressions import UnknownExpressionError, canonical_expression
 from mlc_keras.images import to_float, to_uint8
+from mlc_keras.inference.edits import Edit, parse_intensities, resolve_edits  # noqa: F401
 from mlc_keras.inference.faces import FaceResult, prepare_face
 from mlc_keras.inference.faces import paste_back as paste_face_back
 from mlc_keras.inference.loading import (IdentityError, SynthesisError, SynthesisModel,
                                          load_model_for_synthesis)
 from mlc_keras.inference.output import (_Progress, _reason, _stems, check_output,  # noqa: F401
-                                        list_photos, save_result)
+                                        list_photos, save_animations, save_result)
 
 __all__ = [
     "FACE_MODES",
@@ -78,33 +78,8 @@ def resolve_expressions(requested, vocabulary):
     Raises:
       UnknownExpressionError naming the unknown name and this model's classes.
     """
-    vocabulary = tuple(vocabulary)
-    if isinstance(requested, str):
-        if requested.strip().lower() == "all":
-            return list(vocabulary)
-        requested = requested.split(",")
-    names = [str(n).strip() for n in requested if str(n).strip()]
-    known = ", ".join(vocabulary)
-    if not names:
-        raise UnknownExpressionError(f"--expressions: empty; give names from this model's "
-                                     f"expressions ({known}) or 'all'")
-    lower = {v.lower(): v for v in vocabulary}
-    out = []
-    for name in names:
-        match = lower.get(name.lower())
-        if match is None:
-            try:
-                canonical = canonical_expression(name)
-            except UnknownExpressionError:
-                canonical = None
-            match = canonical if canonical in vocabulary else None
-        if match is None:
-            raise UnknownExpressionError(
-                f"--expressions: unknown expression {name!r}; this model's expressions are: "
-                f"{known} (or 'all')")
-        if match not in out:
-            out.append(match)
-    return out
+    return list(dict.fromkeys(e.weights[0][0] for e in resolve_edits(
+        requested.replace(";", ",") if isinstance(requested, str) else requested, vocabulary)))
 
 
 @dataclasses.dataclass(eq=False)
@@ -113,7 +88,8 @@ class SynthesisResult:
 
     source: the photo's path (or "array").
     photo: uint8 [H, W, 3], the loaded photo (EXIF orientation applied).
-    expressions: the expression names, in column order.
+    expressions: the edits' labels (``edits.Edit.label``), in column order.
+    edits: the ``Edit`` of each column.
     faces: [FaceResult], largest face first.
     ignored_faces: faces found but not used (``faces="largest"``).
     paste_back: which output ``images()`` yields (and ``save_result`` writes).
@@ -125,11 +101,16 @@ class SynthesisResult:
     faces: list
     ignored_faces: int = 0
     paste_back: bool = False
+    edits: list = dataclasses.field(default_factory=list)
 
     def grid(self, gap=GRID_GAP, background=GRID_BACKGROUND):
         """uint8 grid: per face a row [aligned input, one column per expression]."""
         rows = [[f.aligned] + [f.outputs[e] for e in self.expressions] for f in self.faces]
         return make_grid(rows, gap=gap, background=background)
+
+    def row_grid(self, label):
+        """uint8: per face a row [aligned input, its ``label`` output]."""
+        return make_grid([[f.aligned, f.outputs[label]] for f in self.faces])
 
     def pasted(self, expression):
         """uint8 [H, W, 3]: the photo with every face replaced by its
@@ -186,13 +167,17 @@ def make_grid(rows, gap=GRID_GAP, background=GRID_BACKGROUND):
 
 
 def synthesize_photo(model, photo_path, expressions, faces="largest", paste_back=False,
-                     aligner=None, batch_size=8, max_pixels=align.DEFAULT_MAX_PIXELS):
+                     aligner=None, batch_size=8, max_pixels=align.DEFAULT_MAX_PIXELS,
+                     intensity=None):
     """Detects, aligns and synthesizes the faces of one photo.
 
     Args:
       model: a ``SynthesisModel`` (or anything ``load_model_for_synthesis`` takes).
       photo_path: an image file, or a uint8 [H, W, 3] array.
-      expressions: "happy,sad", "all" or a list of names.
+      expressions: "happy,sad", "all", "happy:0.6,surprised:0.4" (a blend), a
+        list of names or of ``edits.Edit`` (see ``inference.edits``).
+      intensity: None (1.0), a number, "0,0.5,1" or a list: every
+        expression at each intensity (0 returns the face unchanged).
       faces: "largest" (the largest face; ``ignored_faces`` counts the rest)
         or "all".
       paste_back: what ``result.images()`` yields (grid or pasted photos); with
@@ -213,7 +198,8 @@ def synthesize_photo(model, photo_path, expressions, faces="largest", paste_back
         raise SynthesisError(f"--faces={faces}: expected one of {', '.join(FACE_MODES)}")
     if not isinstance(model, SynthesisModel):
         model = load_model_for_synthesis(model)
-    names = resolve_expressions(expressions, model.expressions)
+    edits = resolve_edits(expressions, model.expressions, intensity)
+    names = [e.label for e in edits]
     if isinstance(photo_path, np.ndarray):
         source, photo = "array", align._as_rgb_array(photo_path, "photo")
     else:
@@ -232,10 +218,12 @@ def synthesize_photo(model, photo_path, expressions, faces="largest", paste_back
             prepared.append(prepare_face(photo, face, model))
         except ValueError as e:
             raise align.ImageError(f"{source!r}: cannot align a face ({e})", source) from e
-    ids = [model.expressions.index(n) for n in names]
-    e = len(ids)
+    targets = np.stack([edit.target(model.expressions) for edit in edits])
+    strengths = np.array([edit.intensity for edit in edits], np.float32)
+    e = len(edits)
     inputs = to_float(np.stack([p[0] for p in prepared]))
-    out = model.generate(np.repeat(inputs, e, axis=0), np.tile(ids, len(prepared)), batch_size)
+    out = model.generate(np.repeat(inputs, e, axis=0), np.tile(targets, (len(prepared), 1)),
+                         batch_size, intensity=np.tile(strengths, len(prepared)))
     out = out.reshape((len(prepared), e) + out.shape[1:])
     results = []
     for face, (aligned, matrix, size, full, full_matrix), synthesized in zip(used, prepared, out):
@@ -243,11 +231,12 @@ def synthesize_photo(model, photo_path, expressions, faces="largest", paste_back
         result = FaceResult(face, aligned, matrix, size, synthesized,
                             {n: pixels[k] for k, n in enumerate(names)}, full, full_matrix)
         if paste_back and model.can_composite:  # only pasted photos use the composites
-            composites, changes = model.composite(full, ids)
+            composites, changes = model.composite(full, targets, strengths)
             result.composites = {n: composites[k] for k, n in enumerate(names)}
             result.changes = {n: changes[k] for k, n in enumerate(names)}
         results.append(result)
-    return SynthesisResult(source, photo, names, results, len(found) - len(used), bool(paste_back))
+    return SynthesisResult(source, photo, names, results, len(found) - len(used), bool(paste_back),
+                           edits)
 
 
 
@@ -284,15 +273,33 @@ def _ignored_note(result):
             f"ignored {result.ignored_faces} (--faces=all uses every face)")
 
 
+def animation_edits(edits, frames):
+    """{label of each edit: [labels of its frames]} and the frames' edits:
+    ``frames`` intensities from 0 to the edit's own, evenly spaced."""
+    animated, every = {}, []
+    for edit in edits:
+        steps = [edit.at(round(float(a), 6)) for a in np.linspace(0.0, edit.intensity, frames)]
+        animated[edit.label] = [e.label for e in steps]
+        every += steps
+    return animated, list(dict.fromkeys(every))
+
+
 def run_synthesis(model, input, expressions="all", output=None, paste_back=False, faces="largest",
                   batch_size=8, aligner=None, stdout=None, stderr=None, strict=False,
-                  identity_guard=True):
+                  identity_guard=True, intensity=None, frames=0, mp4=True):
     """The command: one photo or a folder of photos -> PNG files.
 
     Every output face's identity distance to its source is measured
     (``identity_check``); past dlib's same-person threshold a warning names
     the file, and with ``strict`` that photo is an error: nothing is written
     for it (a single photo: ``IdentityError``; in a folder it is skipped).
+
+    ``intensity``: one value or several (every expression at each: grid
+    columns). ``frames`` >= 2: instead of still images, one animated GIF
+    (and MP4 when imageio-ffmpeg is installed and ``mp4``) per expression
+    that morphs from the photo (intensity 0) to the expression at
+    ``intensity`` over that many frames, written like pasted photos
+    (``<stem>_<label>.gif`` in the output folder).
 
     Returns the exit code: 0 when at least one photo was written, 2 when a
     folder held no usable photo. A single photo that cannot be used raises
@@ -305,6 +312,13 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
         raise SynthesisError(f"--faces={faces}: expected one of {', '.join(FACE_MODES)}")
     if int(batch_size) < 1:
         raise SynthesisError(f"--batch_size={batch_size}: must be at least 1")
+    intensities = parse_intensities(intensity)
+    frames = int(frames or 0)
+    if frames == 1 or frames < 0 or frames > 120:
+        raise SynthesisError(f"--frames={frames}: an animation needs 2 to 120 frames (0: stills)")
+    if frames and len(intensities) > 1:
+        raise SynthesisError(f"--intensity={intensity}: an animation (--frames) runs from 0 to "
+                             "one intensity; give one value")
     if not input:
         raise SynthesisError("--input is required (a photo or a folder of photos)")
     input = os.fspath(input)
@@ -325,12 +339,16 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
         check_output(out_dir, folder=True)
     else:
         stem = os.path.splitext(os.path.basename(input))[0]
-        target = output or (os.path.dirname(os.path.abspath(input)) if paste_back else
+        as_folder = paste_back or bool(frames)
+        target = output or (os.path.dirname(os.path.abspath(input)) if as_folder else
                             os.path.join(os.path.dirname(os.path.abspath(input)), f"{stem}_grid.png"))
-        check_output(target, folder=paste_back, stem=stem)  # before the model: no wasted work
+        check_output(target, folder=as_folder, stem=stem)  # before the model: no wasted work
     if not isinstance(model, SynthesisModel):
         model = load_model_for_synthesis(model)
-    names = resolve_expressions(expressions, model.expressions)
+    edits = resolve_edits(expressions, model.expressions, intensities)
+    animated = None
+    if frames:
+        animated, edits = animation_edits(edits, frames)
     if model.dataset == "synthetic":
         print(f"note: {model.source} was trained on the synthetic data set; real photos are "
               "outside what it has seen", file=stderr, flush=True)
@@ -338,7 +356,7 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
     embedder = FaceEmbedder(detect=False) if identity_guard else None
 
     def one(path, warn):
-        result = synthesize_photo(model, path, names, faces=faces, paste_back=paste_back,
+        result = synthesize_photo(model, path, edits, faces=faces, paste_back=paste_back,
                                   aligner=aligner, batch_size=batch_size)
         failures = identity_check(result, embedder) if embedder is not None else []
         if failures:
@@ -348,12 +366,18 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
             warn(f"warning: {message}")
         return result
 
+    def save(result, where, stem):
+        if animated is None:
+            return save_result(result, where, stem)
+        os.makedirs(where, exist_ok=True)
+        return save_animations(result, animated, where, stem, mp4=mp4)
+
     if not folder:
         result = one(input, lambda text: print(text, file=stderr, flush=True))
         note = _ignored_note(result)
         if note:
             print(note, file=stderr, flush=True)
-        for path in save_result(result, target, stem):
+        for path in save(result, target, stem):
             print(f"wrote {path}", file=stdout, flush=True)
         return 0
 
@@ -370,7 +394,7 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
                 skipped.append((name, _reason(e)))
                 progress.message(f"skipped {name}: {e}")
             else:
-                save_result(result, out_dir, stem)
+                save(result, out_dir, stem)
                 done += 1
                 faces_done += len(result.faces)
                 note = _ignored_note(result)

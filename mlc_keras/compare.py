@@ -1,4 +1,6 @@
-"""Side-by-side sample grid of several trained runs on the same held-out faces.
+"""python -m mlc_keras.compare --workdirs=runs/a,runs/b --labels=A,B --output=/tmp/compare.png
+
+Side-by-side sample grid of several trained runs on the same held-out faces:
 
     python -m mlc_keras.compare --workdirs=runs/synth_mlc,runs/synth_pix2pix \
         --labels=MLC,pix2pix --num_sources=3 --output=docs/compare.png

@@ -1,6 +1,6 @@
-"""python -m mlc_keras.evaluate: evaluates a run or a model on held-out subjects (command only).
-    python -m mlc_keras.evaluate --workdir=RUN [--output=DIR] [--photos_dir=LONDON]
-    python -m mlc_keras.evaluate --model=M --photos_dir=LONDON --photo_subjects=1,2 --output=D
+"""python -m mlc_keras.evaluate --workdir=runs/london128 --output=/tmp/eval
+
+Or: --model=M --photos_dir=LONDON --photo_subjects=1,2 --output=D (full photos).
 
 Writes results.json / results.md / split.json (default RUN/eval; ``evaluation.run``) and, with
 --photos_dir, photos.json / photos.md / a contact sheet (``evaluation.photos``)."""

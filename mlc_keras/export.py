@@ -1,5 +1,6 @@
-"""Export a trained generator for TF Serving and Keras.
+"""python -m mlc_keras.export --workdir=runs/london128 --output=exports
 
+Exports a trained generator for TF Serving and Keras:
     python -m mlc_keras.export [--workdir=RUN] --output=DIR [--model_name=mlc] [--version=N]
 
 Without --workdir the London neutral<->happy model shipped in the package is exported.

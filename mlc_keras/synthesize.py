@@ -1,18 +1,11 @@
-"""Synthesize expressions on your own photos.
+"""python -m mlc_keras.synthesize --input=photo.jpg --expressions=happy --paste_back --output=out/
 
-    python -m mlc_keras.synthesize --model=EXPORT_OR_WORKDIR --input=PHOTO|DIR \\
-        --expressions=happy,sad|all|happy:0.6,surprised:0.4 [--intensity=0.5|0,0.5,1] \\
-        [--frames=N] [--output=PATH] [--paste_back] [--faces=largest|all] [--batch_size=8]
-
---model takes a ``.keras`` file, an export folder (its newest ``.keras``), a
-training workdir (its newest checkpoint), a SavedModel version folder
-``DIR/<name>/<version>/`` or ``DIR/<name>/`` (its newest version); --input
-one photo or a folder of photos (not recursive, hidden files ignored). The
-output layout and the face framing are described in
-``mlc_keras.inference.synthesize``. The exit code is 0 when at least one
-photo was written, 2 when none was; a single photo that cannot be used ends
-the command with one ``error: ...`` line, exit 2.
-"""
+Synthesizes expressions on your own photos: --expressions=happy,sad|all|happy:0.6,surprised:0.4
+(a blend), --intensity=0.5 (or 0,0.5,1: one column each), --frames=N (an animated GIF).
+--model: a .keras file, an export folder, a training workdir or a SavedModel (version)
+folder. --input: a photo or a folder of photos. Output layout and face framing:
+``mlc_keras.inference.synthesize``. Exit code 0 when at least one photo was written, else 2
+(a single unusable photo: one ``error: ...`` line)."""
 
 from mlc_keras import config as config_lib
 from mlc_keras import errors

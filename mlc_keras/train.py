@@ -1,13 +1,19 @@
-"""python -m mlc_keras.train --flagfile=configs/demo.flags [--workdir=...]
+"""python -m mlc_keras.train --flagfile=configs/demo.flags --workdir=runs/demo
 
 Trains the multi-level critic GAN, or resumes the run in --workdir. Every
-flag is documented in mlc_keras/config.py (or: --helpfull).
+flag is documented in mlc_keras/config.py (or: --helpfull). --dry_run checks
+the config and the data, prints both, and trains nothing.
 """
 
-from absl import app
+from absl import app, flags
 
 from mlc_keras import config as config_lib
 from mlc_keras import errors
+
+
+DRY_RUN = (("dry_run", False, "Validate the config and the data, print the resolved config and a "
+                               "data summary (subjects, pairs per expression, split), and exit "
+                               "without training."),)
 
 
 def main(argv):
@@ -18,11 +24,12 @@ def main(argv):
     note = configure_cpu()  # before TensorFlow is imported
     config = config_lib.config_from_flags()
     print(note, flush=True)
-    from mlc_keras.training.loop import train
+    from mlc_keras.training.loop import dry_run, train
 
-    train(config)
+    (dry_run if flags.FLAGS.dry_run else train)(config)
 
 
 if __name__ == "__main__":
     config_lib.define_flags()
+    config_lib.define_spec(DRY_RUN)
     errors.run(main)

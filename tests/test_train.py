@@ -262,7 +262,9 @@ def test_progress_counts_real_steps_and_is_plain_off_a_terminal(verbose, tty):
     if verbose == 0:
         assert text == ""
         return
-    assert "step 300/300" in text and "G/loss 1.5" in text and "step 1/" not in text
+    assert "step 300/300" in text and "G 1.5" in text and "D 0.7" in text and "step 1/" not in text
+    for line in text.replace("\r", "\n").splitlines():
+        assert len(line.replace("\x1b[K", "")) <= 120
     if tty and verbose == 1:
         assert "\r" in text
     else:
@@ -297,3 +299,57 @@ def test_init_generator_copies_g_and_refuses_another_architecture(uninterrupted,
     run = train(make_config(**tiny_overrides(tmp_path / "run", init_generator=path,
                                              train_steps=1)))
     assert run["step"] == 1
+
+
+def test_progress_line_holds_four_figures_within_120_characters():
+    import io
+
+    from mlc_keras.training.callbacks import ProgressLine
+
+    model = _Steps(0)
+    stream = io.StringIO()
+    progress = ProgressLine(10 ** 9, verbose=2, every=1, stream=stream)
+    progress.set_model(model)
+    progress.on_train_begin()
+    logs = {"G/loss": 123456.789e10, "D/loss": -0.000123456789, "critic/loss": 5.0,
+            "G/l1/128": 0.1, "E/loss": 0.3}
+    model.step = 1
+    progress.on_train_batch_end(1, logs)
+    line = stream.getvalue().strip()
+    assert len(line) <= 120, line
+    assert "steps/s" in line and "ETA" in line and " G " in line and " D " in line
+    assert "critic" not in line and "l1" not in line and "E/" not in line
+
+
+def test_metrics_jsonl_has_one_record_per_logging_step(uninterrupted):
+    from mlc_keras.training.callbacks import append_jsonl, read_jsonl
+
+    result, tmp = uninterrupted
+    path = os.path.join(result["workdir"], "metrics.jsonl")
+    records = read_jsonl(path)
+    config = make_config(**tiny_overrides(tmp))
+    steps = [r["step"] for r in records]
+    assert steps == list(range(config.summary_every, result["step"] + 1, config.summary_every))
+    assert all("G/loss" in r and "D/loss" in r and "lr/g_optimizer" in r for r in records)
+    # a line cut by a kill is closed; the next record stays readable
+    partial = str(tmp / "partial.jsonl")
+    with open(partial, "w") as f:
+        f.write('{"step": 1}\n{"step": 2, "G/lo')
+    append_jsonl(partial, {"step": 3})
+    assert [r["step"] for r in read_jsonl(partial)] == [1, 3]
+
+
+def test_dry_run_prints_config_and_data_and_trains_nothing(tmp_path):
+    workdir = tmp_path / "dry"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlc_keras.train", f"--flagfile={CONFIGS}/tiny.flags",
+         f"--workdir={workdir}", "--dry_run"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert '"resolution": 16' in out or '"resolution":' in out
+    assert "training subjects" in out and "per target expression" in out and "nothing trained" in out
+    assert not (workdir / "checkpoints").exists() and not (workdir / "events").exists()
+    # TensorFlow's C++ log lines are hidden by default
+    assert "I0000" not in proc.stderr and "absl::InitializeLog" not in proc.stderr, proc.stderr
+    assert "cuInit" not in proc.stderr and "cuda" not in proc.stderr.lower()

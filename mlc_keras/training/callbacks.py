@@ -2,6 +2,7 @@
 held-out sample grids. They read the global step from the generator
 optimizer's iteration counter, which the checkpoint restores."""
 
+import json
 import logging
 import math
 import os
@@ -83,11 +84,13 @@ class ScalarSummaries(keras.callbacks.Callback):
     the previous write: cumulative mean x count, differenced.
     """
 
-    def __init__(self, writer, every):
+    def __init__(self, writer, every, jsonl_path=None):
         super().__init__()
         self.writer = writer
         self.every = every
         self.last = None
+        # metrics.jsonl: the same window means, one JSON object per write
+        self.jsonl_path = jsonl_path
 
     def on_train_begin(self, logs=None):
         self.start = self.last = global_step(self.model)
@@ -99,15 +102,54 @@ class ScalarSummaries(keras.callbacks.Callback):
             return
         count, window = step - self.start, step - self.last
         self.last = step
+        record = {"step": step, "time": round(time.time(), 3)}
         with self.writer.as_default(step=step):
             for name, value in (logs or {}).items():
                 total = float(value) * count
-                tf.summary.scalar(name, (total - self.sums.get(name, 0.0)) / window)
+                record[name] = (total - self.sums.get(name, 0.0)) / window
+                tf.summary.scalar(name, record[name])
                 self.sums[name] = total
             for opt in (self.model.g_optimizer, self.model.d_optimizer, self.model.c_optimizer):
                 if opt is not None:
-                    tf.summary.scalar(f"lr/{opt.name}", float(opt.learning_rate))
+                    record[f"lr/{opt.name}"] = float(opt.learning_rate)
+                    tf.summary.scalar(f"lr/{opt.name}", record[f"lr/{opt.name}"])
         self.writer.flush()
+        if self.jsonl_path:
+            append_jsonl(self.jsonl_path, record)
+
+
+def append_jsonl(path, record):
+    """Appends one JSON object as a line; a line left partial by a killed run
+    is closed first, so every later record stays readable."""
+    with open(path, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def read_jsonl(path):
+    """The records of a metrics.jsonl (lines that do not parse are skipped)."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+MAX_WIDTH = 120
+
+
+def _duration(seconds):
+    seconds = int(round(max(0.0, seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
 class ProgressLine(keras.callbacks.Callback):
@@ -133,11 +175,17 @@ class ProgressLine(keras.callbacks.Callback):
         self.start_time = self.last_draw = time.time()
 
     def _line(self, step, logs):
+        """At most four figures (steps/s, ETA, G and D loss), <= MAX_WIDTH
+        characters; every other metric is in TensorBoard and metrics.jsonl."""
         done = step - self.start_step
-        rate = (time.time() - self.start_time) / done if done else float("nan")
-        shown = [k for k in ("G/loss", "D/loss", "critic/loss") if k in (logs or {})]
-        losses = "  ".join(f"{k} {float(logs[k]):.4g}" for k in shown)
-        return f"step {step}/{self.total}  {losses}  {rate:.2f} s/step"
+        elapsed = time.time() - self.start_time
+        rate = done / elapsed if done and elapsed > 0 else 0.0
+        eta = _duration((self.total - step) / rate) if rate else "?"
+        losses = "".join(f"  {label} {float(logs[key]):.4g}"
+                         for key, label in (("G/loss", "G"), ("D/loss", "D"))
+                         if key in (logs or {}))
+        line = f"step {step}/{self.total}  {rate:.3g} steps/s  ETA {eta}{losses}"
+        return line[:MAX_WIDTH]
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.verbose:

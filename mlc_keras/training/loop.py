@@ -6,6 +6,7 @@ Run folder (``config.workdir``):
   checkpoints/      tf.train.CheckpointManager: every network, every optimizer
                     state (whose iteration counter is the global step), the RNG
   events/           TensorBoard scalars and sample grids
+  metrics.jsonl     the same scalars: one JSON object per --summary_every steps
   samples/          step_XXXXXXX.png sample grids (+ ATTRIBUTION.txt for London)
 """
 
@@ -37,6 +38,51 @@ class TrainingDiverged(UserError, RuntimeError):
 
 class WorkdirError(UserError, ValueError):
     """The workdir holds a run that this config cannot continue."""
+
+
+def dry_run(config, stream=None):
+    """``train --dry_run``: validates the config and the data (the data set is
+    read, and imported into its cache when it has none yet), prints the
+    resolved config and a data summary, trains nothing. Returns the summary
+    dict."""
+    import collections
+    import sys
+
+    stream = stream or sys.stdout
+    data = prepare_data(config)
+    names = config.expressions
+
+    def per_expression(pairs):
+        counts = collections.Counter(int(t) for t in pairs.tgt_label) if pairs is not None else {}
+        return {names[i]: counts.get(i, 0) for i in range(len(names))}
+
+    summary = {
+        "train_subjects": len(data.train_subjects),
+        "test_subjects": len(data.test_subjects),
+        "train_pairs": len(data.train_pairs),
+        "test_pairs": len(data.test_pairs) if data.test_pairs is not None else 0,
+        "train_pairs_per_target_expression": per_expression(data.train_pairs),
+        "test_pairs_per_target_expression": per_expression(data.test_pairs),
+        "train_images": int(data.train_images.shape[0]),
+        "skipped_subjects": len(data.skipped_subjects),
+        "skipped_images": data.skipped_images,
+        "test_subject_ids": list(data.test_subjects),
+    }
+    print("resolved config:", config_lib.to_json(config), sep="\n", file=stream)
+    train_counts = summary["train_pairs_per_target_expression"]
+    test_counts = summary["test_pairs_per_target_expression"]
+    shown = list(data.test_subjects[:12]) + (["..."] if len(data.test_subjects) > 12 else [])
+    print(f"data: {summary['train_subjects']} training subjects, {summary['test_subjects']} "
+          f"held-out subjects ({', '.join(map(str, shown))})\n"
+          f"  pairs: {summary['train_pairs']} training, {summary['test_pairs']} held-out; per "
+          "target expression (training/held-out): "
+          + ", ".join(f"{n} {train_counts[n]}/{test_counts[n]}" for n in names) + "\n"
+          f"  skipped: {summary['skipped_subjects']} subject(s) without a source image, "
+          f"{summary['skipped_images']} unreadable image(s)", file=stream)
+    print(f"dry run: config and data are usable ({summary['train_pairs']} training pairs from "
+          f"{summary['train_subjects']} subjects); nothing trained, no checkpoint written.",
+          file=stream, flush=True)
+    return summary
 
 
 def init_generator(generator, path):
@@ -162,7 +208,8 @@ def train(config):
     writer = tf.summary.create_file_writer(os.path.join(config.workdir, "events"))
     guard = NaNGuard()
     saver = PeriodicCheckpoint(manager, config.checkpoint_every, guard)
-    callbacks = [guard, saver, ScalarSummaries(writer, config.summary_every),
+    metrics_log = os.path.join(config.workdir, "metrics.jsonl")
+    callbacks = [guard, saver, ScalarSummaries(writer, config.summary_every, metrics_log),
                  ProgressLine(config.train_steps, config.verbose, config.summary_every)]
     if config.num_samples:
         callbacks.append(SampleGrid(writer, os.path.join(config.workdir, "samples"), sources,

@@ -4,21 +4,86 @@
 it first.
 """
 
+import io
 import logging
 import os
+import re
+import sys
+import threading
 
 from mlc_keras.errors import UserError
 
 log = logging.getLogger("mlc_keras")
 
 
+# TensorFlow's C++ log lines: absl's pre-initialisation format
+# ("I0000 00:00:1795908806.86 25740 port.cc:153] ...") and the older tsl one
+# ("2026-11-28 10:00:00.000000: W tensorflow/...:12] ..."), and absl's banner.
+NATIVE_LOG_LINE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IWE]0000 00:00:\d+\.\d+\s+\d+ \S+:\d+\]"
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\])")
+SHOW_NATIVE_LOGS = "MLC_KERAS_NATIVE_LOGS"
+_filter_thread = None
+
+
+def native_logs_wanted():
+    """True when the user asked for TensorFlow's C++ logs: the environment
+    variable MLC_KERAS_NATIVE_LOGS=1, or absl's --verbosity >= 1 (-v 1)."""
+    if os.environ.get(SHOW_NATIVE_LOGS, "").strip().lower() in ("1", "true", "yes"):
+        return True
+    try:
+        from absl import flags
+
+        return flags.FLAGS.is_parsed() and int(flags.FLAGS.verbosity) >= 1
+    except Exception:  # noqa: BLE001 - no absl flags: the default applies
+        return False
+
+
+def quiet_native_logs():
+    """Hides TensorFlow's C++ log lines (cuInit errors without a GPU,
+    Grappler's "remapper failed", oneDNN banners), which the C++ side writes
+    to file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL says: fd 2 becomes a
+    pipe whose lines are forwarded unless they match ``NATIVE_LOG_LINE``
+    (fatal "F" lines always pass); Python's own stderr bypasses the pipe.
+    Call before TensorFlow is imported; a no-op when the user wants the logs
+    (``native_logs_wanted``) or when already done. Returns True when active."""
+    global _filter_thread
+    if native_logs_wanted():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return False
+    if _filter_thread is not None:
+        return True
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    # Python's writes go straight to the terminal, in order with stdout.
+    sys.stderr = io.TextIOWrapper(io.FileIO(os.dup(original), "w"), encoding="utf-8",
+                                  errors="backslashreplace", line_buffering=True)
+
+    def forward():
+        with io.FileIO(read_end, "r") as pipe, io.FileIO(original, "w") as out:
+            for line in iter(pipe.readline, b""):
+                if not NATIVE_LOG_LINE.match(line.decode("utf-8", "replace")):
+                    out.write(line)
+
+    _filter_thread = threading.Thread(target=forward, name="native-log-filter", daemon=True)
+    _filter_thread.start()
+    return True
+
+
 def configure_cpu():
     """Turns on oneDNN when the user has not chosen (TensorFlow leaves it off on
-    AMD CPUs; measured here it doubles matmul throughput). Returns a note."""
+    AMD CPUs; measured here it doubles matmul throughput) and hides
+    TensorFlow's C++ log noise (``quiet_native_logs``). Returns a note."""
+    if "tensorflow" not in sys.modules:
+        quiet_native_logs()
     if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
         return f"TF_ENABLE_ONEDNN_OPTS={os.environ['TF_ENABLE_ONEDNN_OPTS']} (set by the user)"
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     return "TF_ENABLE_ONEDNN_OPTS=1 (enabled by mlc_keras; set it to 0 to turn oneDNN off)"
 
 

@@ -103,7 +103,7 @@ def _check_output(output):
     return sheet
 
 
-def _collect(model, photos_dir, subjects, crop, cell, aligner):
+def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
     """Per subject: full-resolution face-box regions, aligned crops, sheet cells."""
     from mlc_keras.data import align
     from mlc_keras.data.sources import london
@@ -121,14 +121,14 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner):
     for subject in subjects:
         try:
             result = synthesize_photo(model, neutral[subject], ["happy"], paste_back=True,
-                                      aligner=aligner)
+                                      aligner=aligner, intensity=intensity)
             target = align.load_image(smiling[subject])
             real_face = aligner.detect_largest(target, smiling[subject])
         except align.ImageError as e:  # includes NoFaceError
             skipped.append({"subject": subject, "reason": str(e)})
             continue
         face, photo = result.faces[0].face, result.photo
-        pasted = result.pasted("happy")
+        pasted = result.pasted(result.expressions[0])
         out["subjects"].append(subject)
         out["gen_region"].append(_box_region(pasted, face.box))
         out["src_region"].append(_box_region(photo, face.box))
@@ -209,7 +209,7 @@ def _targets(results):
 def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None, crop=128,
                     cell=256, classifier="features", classifier_epochs=30, classifier_width=None,
                     classifier_lr=None, two_sample_arch="small", two_sample_epochs=15, seed=0,
-                    aligner=None):
+                    aligner=None, intensity=1.0):
     """Full-photo neutral -> happy evaluation (see the module docstring).
 
     Args:
@@ -225,6 +225,7 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
         metrics; cell: side of a contact-sheet cell.
       classifier, classifier_epochs, classifier_width, classifier_lr: the judge.
       two_sample_arch, two_sample_epochs: the real-vs-generated classifier.
+      intensity: the expression's intensity (``synthesize --intensity``).
 
     Returns:
       the results dict written to photos.json (nan as None).
@@ -241,10 +242,12 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
         realism.disjoint_subjects(subjects, generator_subjects)
     if not isinstance(model, SynthesisModel):
         model = load_model_for_synthesis(model)
-    data, skipped = _collect(model, photos_dir, subjects, int(crop), int(cell), aligner)
+    data, skipped = _collect(model, photos_dir, subjects, int(crop), int(cell), aligner,
+                             float(intensity))
     used = data["subjects"]
     results = {"model": model.source, "photos_dir": os.path.abspath(photos_dir),
                "subjects": used, "skipped": skipped, "crop": int(crop),
+               "intensity": float(intensity),
                "generator_subjects_known": generator_subjects is not None}
     results["sharpness"] = realism.sharpness_ratio(data["gen_region"], data["src_region"])
     results["sharpness"]["where"] = "inside the source photo's detected face box, full resolution"

@@ -19,6 +19,7 @@ from mlc_keras.expressions import EXPRESSIONS
 DATASETS = ("synthetic", "london", "manifest", "rafd", "kdef", "jaffe", "ckplus", "cfee", "mmi", "yale",
             "folders")
 STRATEGIES = ("auto", "mirrored", "one_device")
+PRECISIONS = ("float32", "bfloat16", "float16")
 FEATURE_ENCODERS = ("trained", "shared", "frozen")
 MODELS = ("mlc", "pix2pix", "stargan")
 # The GAN loss forms; training/losses.py registers one implementation per name.
@@ -37,6 +38,11 @@ _SPEC = (
     ("cpu_devices", 0, "Split the CPU into this many logical devices (0: leave as is). For testing "
                        "mirrored training without GPUs."),
     ("jit_compile", False, "XLA-compile the train step (single device only; ~1.2x on CPU)."),
+    ("mixed_precision", "float32", "Compute dtype of every network: float32, bfloat16 (Keras "
+                                   "mixed_bfloat16: the big lever on CPUs with AMX and on recent "
+                                   "GPUs) or float16 (mixed_float16, with loss scaling for G, D "
+                                   "and the critics). Variables, losses and the spectral-norm "
+                                   "power iteration stay float32."),
     ("steps_per_execution", 1, "Train steps per tf.function call (single device only)."),
     ("deterministic", False, "Enable TensorFlow op determinism (slower; for exact reruns)."),
     ("checkpoint_every", 500, "Save a checkpoint every N steps (and at the end)."),
@@ -274,6 +280,7 @@ def validate(config):
     choice("l1_levels", ("all", "final"))
     choice("dataset", DATASETS)
     choice("strategy", STRATEGIES)
+    choice("mixed_precision", PRECISIONS)
     choice("feature_encoder", FEATURE_ENCODERS)
     choice("gan_loss", GAN_LOSSES)
     choice("g_norm", NORMS)

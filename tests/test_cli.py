@@ -31,6 +31,8 @@ def test_native_log_pattern_spares_python_and_user_lines():
         "E0000 00:00:1795908813.188250   25740 cuda_platform.cc:52] failed call to cuInit: X",
         "W0000 00:00:1795907506.249708   23333 dataset.cc:997] Input of GeneratorDatasetOp",
         "2026-11-28 10:00:00.123456: W tensorflow/core/grappler/x.cc:12] remapper failed",
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild "
+        "TensorFlow with the appropriate compiler flags.",
     ]
     kept = [
         "I1128 23:11:40.511080 140006924241792 loop.py:126] data: 160 train pairs",

@@ -21,6 +21,7 @@ log = logging.getLogger("mlc_keras")
 # ("2026-11-28 10:00:00.000000: W tensorflow/...:12] ..."), and absl's banner.
 NATIVE_LOG_LINE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|To enable the following instructions: .* rebuild TensorFlow with"  # cpu_feature_guard
     r"|[IWE]0000 00:00:\d+\.\d+\s+\d+ \S+:\d+\]"
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\])")
 SHOW_NATIVE_LOGS = "MLC_KERAS_NATIVE_LOGS"

@@ -75,7 +75,8 @@ class PatchDiscriminator(keras.Model):
         return h
 
     def call(self, inputs, training=None):
-        return self.logits(self.features(inputs, training=training), training=training)
+        logits = self.logits(self.features(inputs, training=training), training=training)
+        return ops.cast(logits, "float32")  # float32 under mixed precision
 
     def get_config(self):
         cfg = super().get_config()
@@ -142,7 +143,8 @@ class StarDiscriminator(PatchDiscriminator):
 
     def call(self, inputs, training=None):
         h = self.features(inputs, training=training)
-        return self.logits(h, training=training), self.classes(self.flatten(h))
+        return (ops.cast(self.logits(h, training=training), "float32"),
+                ops.cast(self.classes(self.flatten(h)), "float32"))
 
     def get_config(self):
         cfg = super().get_config()

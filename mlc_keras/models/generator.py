@@ -128,12 +128,12 @@ class Generator(keras.Model):
 
     def _head_maps(self, index, features):
         """The attention head at level ``index``: (colour in [-1, 1], mask in [0, 1])."""
-        h = self.heads[index](features)
+        h = ops.cast(self.heads[index](features), "float32")  # float32 under mixed precision
         return ops.tanh(h[..., :3]), ops.sigmoid(h[..., 3:])
 
     def _to_image(self, index, features, image):
         if self.output_kind == "direct":
-            return ops.tanh(self.heads[index](features))
+            return ops.tanh(ops.cast(self.heads[index](features), "float32"))
         colour, mask = self._head_maps(index, features)
         source = downsample_images(image, self.levels[index])
         return mask * source + (1.0 - mask) * colour

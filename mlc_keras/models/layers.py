@@ -78,22 +78,25 @@ class SNConv2D(layers.Layer):
                                  aggregation="only_first_replica")
 
     def normalized_kernel(self, training=False):
-        w = ops.reshape(self.kernel, (-1, self.filters))
-        u = ops.convert_to_tensor(self.u)
+        # The power iteration runs in float32 whatever the compute dtype
+        # (under mixed precision the kernel arrives here already cast).
+        kernel = self.kernel
+        w = ops.reshape(ops.cast(kernel, "float32"), (-1, self.filters))
+        u = ops.cast(self.u, "float32")
         v = _l2_normalize(ops.matmul(u, ops.transpose(w)))
         u_new = _l2_normalize(ops.matmul(v, w))
         u_new = ops.stop_gradient(u_new)
         v = ops.stop_gradient(v)
         sigma = ops.sum(ops.matmul(v, w) * u_new)
         if training:
-            self.u.assign(u_new)
-        return self.kernel / sigma
+            self.u.assign(ops.cast(u_new, self.u.dtype))
+        return kernel / ops.cast(sigma, kernel.dtype)
 
     def call(self, x, training=None):
-        y = ops.conv(x, self.normalized_kernel(bool(training)), strides=self.strides,
-                     padding="same")
+        kernel = self.normalized_kernel(bool(training))
+        y = ops.conv(ops.cast(x, kernel.dtype), kernel, strides=self.strides, padding="same")
         if self.bias is not None:
-            y = y + self.bias
+            y = y + ops.cast(self.bias, y.dtype)
         return y
 
     def get_config(self):

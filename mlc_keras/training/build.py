@@ -5,6 +5,7 @@ import keras
 
 from mlc_keras.training.gan import LevelCritic, LossWeights, MLCGAN, PairedGAN, StarGAN
 from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator, StarDiscriminator
+from mlc_keras.models.precision import policy_scope
 
 
 def build_generator(config):
@@ -71,14 +72,34 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 def build_optimizer(config, lr, name):
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(_schedule(lr, config), name=name)
-    return keras.optimizers.Adam(_schedule(lr, config), beta_1=config.beta1, beta_2=config.beta2,
-                                 name=name)
+        optimizer = keras.optimizers.SGD(_schedule(lr, config), name=name)
+    else:
+        optimizer = keras.optimizers.Adam(_schedule(lr, config), beta_1=config.beta1,
+                                          beta_2=config.beta2, name=name)
+    if config.mixed_precision == "float16":
+        # dynamic loss scaling: the train step scales each loss (scale_loss)
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=name)
+    return optimizer
 
 
 def build_gan(config, strategy=None):
     """The compiled, fully built GAN of --model (MLCGAN, PairedGAN for pix2pix, StarGAN). Call inside ``strategy.scope()``."""
     keras.utils.set_random_seed(config.seed)
+    with policy_scope(config.mixed_precision):
+        gan = _build_networks(config)
+    gan.compile(
+        g_optimizer=build_optimizer(config, config.g_lr, "g_optimizer"),
+        d_optimizer=build_optimizer(config, config.d_lr, "d_optimizer"),
+        c_optimizer=build_optimizer(config, config.critic_lr, "c_optimizer"),
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    gan.build_all()
+    return gan
+
+
+def _build_networks(config):
+    """The GAN model of --model with its networks (not compiled)."""
     weights = LossWeights(config.gan_loss, config.adv_weight, config.photo_weight,
                           config.variation_weight, config.l1_weight, config.gp_weight,
                           l1_all_levels=config.l1_levels == "all",
@@ -108,12 +129,4 @@ def build_gan(config, strategy=None):
         else:
             gan = MLCGAN(build_generator(config), discriminator, build_critics(config), weights,
                          seed=config.seed, expression_classifier=classifier)
-    gan.compile(
-        g_optimizer=build_optimizer(config, config.g_lr, "g_optimizer"),
-        d_optimizer=build_optimizer(config, config.d_lr, "d_optimizer"),
-        c_optimizer=build_optimizer(config, config.critic_lr, "c_optimizer"),
-        jit_compile=config.jit_compile,
-        steps_per_execution=config.steps_per_execution,
-    )
-    gan.build_all()
     return gan

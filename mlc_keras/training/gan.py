@@ -70,7 +70,9 @@ def _average(per_example):
 def _apply(optimizer, tape, loss, variables):
     """One optimizer update, leaving out variables the loss does not reach
     (e.g. the lower image heads when only the final image is trained), which
-    Keras would otherwise warn about at every trace."""
+    Keras would otherwise warn about at every trace. ``loss`` was scaled by
+    ``optimizer.scale_loss`` under the tape (float16 loss scaling; a no-op
+    otherwise), and ``apply`` unscales."""
     grads = tape.gradient(loss, variables)
     used = [(g, v) for g, v in zip(grads, variables) if g is not None]
     if used:
@@ -280,10 +282,12 @@ class PairedGAN(keras.Model):
             g_loss = _average(g_total)
             d_loss = _average(d_total)
             c_loss = _average(c_total) if c_total is not None else None
-        _apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
-        _apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+            scaled = [self.g_optimizer.scale_loss(g_loss), self.d_optimizer.scale_loss(d_loss),
+                      self.c_optimizer.scale_loss(c_loss) if c_loss is not None else None]
+        _apply(self.g_optimizer, tape, scaled[0], self.generator.trainable_variables)
+        _apply(self.d_optimizer, tape, scaled[1], self.discriminator.trainable_variables)
         if c_loss is not None:
-            _apply(self.c_optimizer, tape, c_loss, self.critic_variables)
+            _apply(self.c_optimizer, tape, scaled[2], self.critic_variables)
             if "critic/loss" in self.trackers:
                 values["critic/loss"] = c_loss
         del tape

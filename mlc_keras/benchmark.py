@@ -46,6 +46,7 @@ def main(argv):
     if fv.json_out:
         write_json_atomic(fv.json_out, report)
         print(f"wrote {fv.json_out}", flush=True)
+    print(benchmark.summary_line(report), flush=True)  # the last line: one JSON object
 
 
 if __name__ == "__main__":

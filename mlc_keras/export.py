@@ -21,6 +21,8 @@ FLAGS_SPEC = (
     ("model_name", "mlc", "Model name (TF Serving's model name)."),
     ("version", 0, "Version number (0: one above the newest present)."),
     ("checkpoint", "", "A specific checkpoint (default: the newest)."),
+    ("mixed_precision", "float32", "Compute dtype of the exported graph: float32, or bfloat16 "
+                                   "(faster on CPUs with AMX; outputs within 2/255 of float32)."),
 )
 
 
@@ -34,7 +36,8 @@ def main(argv):
     from mlc_keras.inference.export import export_run
 
     f = flags.FLAGS
-    result = export_run(f.workdir, f.output, f.model_name, f.version or None, f.checkpoint or None)
+    result = export_run(f.workdir, f.output, f.model_name, f.version or None, f.checkpoint or None,
+                        f.mixed_precision)
     print(f"SavedModel: {result['saved_model']}\nKeras file: {result['keras']}")
     if not result["warmup"]:
         print("note: tensorflow-serving-api is not installed; no warm-up requests written "

@@ -1,6 +1,7 @@
 """The benchmark's FLOP counter and measurements, at tiny sizes (no timing
 assertions: the machines are noisy)."""
 
+import json
 import math
 
 import keras
@@ -225,3 +226,14 @@ def test_machine_info_and_report_format():
     }
     text = benchmark.format_report(report)
     assert "20.00 images/s" in text and "80.0 %" in text and "MET" in text
+    report["setting"]["mixed_precision"] = "bfloat16"
+    report["results"]["low_precision_matmul_gflops"] = 400.0
+    line = json.loads(benchmark.summary_line(report))
+    assert line["fraction_of_peak"] == 0.8 and line["s_per_step"] == 0.1
+    assert line["peak_gflops"] == 50.0 and line["cpu"] == info["cpu_model"]
+    assert line["mixed_precision"] == "bfloat16" and line["low_precision_peak_gflops"] == 400.0
+
+
+def test_low_precision_matmul_is_timed_in_its_dtype():
+    result = benchmark.measure_matmul(n=64, reps=2, dtype="bfloat16")
+    assert result.gflops > 0 and math.isfinite(result.gflops)

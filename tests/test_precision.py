@@ -61,3 +61,28 @@ def test_bfloat16_steps_match_float32_within_its_noise(tmp_path):
         for key in [k for k in ref if k.startswith("G/l1/")] + ["D/loss", "G/loss"]:
             # bfloat16 keeps ~3 significant digits; the losses agree to about 1 %
             assert abs(got[key] - ref[key]) <= 0.02 * abs(ref[key]) + 1e-3, (key, ref, got)
+
+
+@pytest.mark.slow  # an export takes about a minute here
+def test_bfloat16_export_variant_stays_within_2_of_255(tmp_path):
+    from mlc_keras.inference import export, loading
+    from mlc_keras.training.build import build_generator
+
+    config = make_config(resolution=16, g_downsamples=1, critic_levels="8", g_channels=8,
+                         g_res_blocks=1, expressions="neutral,happy")
+    keras.utils.set_random_seed(0)
+    generator = build_generator(config).build_for_inputs()
+    low = export.with_precision(generator, "bfloat16")
+    assert low.dtype_policy.name == "mixed_bfloat16" and generator.dtype_policy.name == "float32"
+    result = export.export_generator(low, config, str(tmp_path), "mlc", 1)
+    loaded = tf.saved_model.load(result["saved_model"])
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+    ids = np.array([0, 1, 0, 1], np.int32)
+    served = loaded.signatures["serving_default"](images=tf.constant(x),
+                                                  expressions=tf.constant(ids))["images"].numpy()
+    reference = loading.generate(generator, x, ids)
+    assert served.dtype == np.float32
+    # in [-1, 1] units 2/255 of the pixel range is 4/255
+    diff = np.abs(served - reference)
+    assert diff.max() <= 4.0 / 255.0, (diff.max(), diff.mean())
+    assert diff.max() > 0  # it did compute in bfloat16

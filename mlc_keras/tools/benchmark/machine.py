@@ -84,13 +84,14 @@ class MatmulResult:
                 "gflops_best": self.best_gflops}
 
 
-def measure_matmul(n=2048, reps=10, warmup=2, seed=0):
-    """Times a float32 n x n matmul in a tf.function: MatmulResult."""
+def measure_matmul(n=2048, reps=10, warmup=2, seed=0, dtype="float32"):
+    """Times an n x n matmul (float32, or bfloat16 / float16) in a
+    tf.function: MatmulResult."""
     import tensorflow as tf
 
     g = tf.random.Generator.from_seed(seed)
-    a = g.normal([n, n])
-    b = g.normal([n, n])
+    a = tf.cast(g.normal([n, n]), dtype)
+    b = tf.cast(g.normal([n, n]), dtype)
     matmul = tf.function(lambda x, y: tf.matmul(x, y), autograph=False)
     for _ in range(max(1, warmup)):
         matmul(a, b).numpy()

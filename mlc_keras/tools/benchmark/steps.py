@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import json
 import statistics
 import time
 
@@ -152,7 +153,8 @@ def run_benchmark(config, warmup_steps=3, steps=10, matmul_size=2048, matmul_rep
         "strategy": type(strategy).__name__, "replicas": replicas,
         "jit_compile": config.jit_compile, "steps_per_execution": config.steps_per_execution,
         "g_channels": config.g_channels, "d_channels": config.d_channels,
-        "critic_levels": list(config.critic_levels)}}
+        "critic_levels": list(config.critic_levels),
+        "mixed_precision": config.mixed_precision}}
 
     log("building the GAN ...")
     with strategy.scope():
@@ -186,6 +188,11 @@ def run_benchmark(config, warmup_steps=3, steps=10, matmul_size=2048, matmul_rep
     matmul = measure_matmul(matmul_size, matmul_reps)
     report["matmul"] = matmul.as_dict()
 
+    if config.mixed_precision != "float32":
+        log(f"timing a {config.mixed_precision} {matmul_size}^2 matmul ...")
+        report["matmul_low_precision"] = measure_matmul(matmul_size, matmul_reps,
+                                                        dtype=config.mixed_precision).as_dict()
+
     s = timing.s_per_step
     achieved = count.total / s / 1e9
     ratio = achieved / matmul.gflops
@@ -202,8 +209,26 @@ def run_benchmark(config, warmup_steps=3, steps=10, matmul_size=2048, matmul_rep
         "target": TARGET_UTILISATION,
         "target_met": ratio >= TARGET_UTILISATION,
     }
+    if "matmul_low_precision" in report:
+        low = report["matmul_low_precision"]["gflops"]
+        report["results"]["low_precision_matmul_gflops"] = low
+        report["results"]["utilisation_of_low_precision_peak"] = achieved / low
     report["machine"]["load_average_after"] = machine_info()["load_average"]
     return report
+
+
+def summary_line(report):
+    """The one JSON line a benchmark run ends with (fraction of the same-run
+    float32 matmul peak, s/step, that peak, the CPU)."""
+    r = report["results"]
+    line = {"fraction_of_peak": round(r["utilisation"], 4), "s_per_step": round(r["s_per_step"], 4),
+            "peak_gflops": round(r["matmul_gflops"], 1), "cpu": report["machine"]["cpu_model"],
+            "mixed_precision": report["setting"]["mixed_precision"],
+            "resolution": report["setting"]["resolution"],
+            "global_batch": report["setting"]["global_batch"]}
+    if "low_precision_matmul_gflops" in r:
+        line["low_precision_peak_gflops"] = round(r["low_precision_matmul_gflops"], 1)
+    return json.dumps(line)
 
 
 def _g(flops):

@@ -98,10 +98,47 @@ def main(argv=None):
         lines.append(f"{name:<12} batch 1 round trip: {t['median_ms']:.1f} ms median "
                      f"(+{t['overhead_ms']:.1f} ms over the direct call), p90 {t['p90_ms']:.1f} ms")
     lines.append("(round trips against tests/serving_double.py on 127.0.0.1, a test double)")
+    report.update(floor_report(args.export, args.model_name, versions[-1], r,
+                               report["savedmodel_batch1"]["median_ms"],
+                               report["savedmodel_batch16"]["median_ms"]))
+    lines.append("FLOP floor   batch 1: {batch1_floor_ms:.1f} ms at the same-run float32 matmul "
+                 "peak ({peak_gflops:.0f} GFLOP/s): measured / floor = {batch1_over_floor:.2f}; "
+                 "batch 16 uses {batch16_fraction_of_peak:.1%} of that peak".format(**report))
     print("\n".join(lines))
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(report, f, indent=1)
+    print(json.dumps({k: (round(report[k], 4) if isinstance(report[k], float) else report[k])
+                      for k in ("batch1_ms", "batch1_floor_ms", "batch16_fraction_of_peak",
+                                "peak_gflops", "cpu")}))
+
+
+def floor_report(export_root, model_name, version, resolution, batch1_ms, batch16_ms):
+    """FLOPs of the generator's forward pass (counted from its traced graph)
+    at batch 1 and 16, the same-run float32 matmul peak, and the floors."""
+    import tensorflow as tf
+
+    from mlc_keras.inference.loading import load_generator
+    from mlc_keras.tools.benchmark import count_graph_flops, cpu_model, measure_matmul
+
+    generator = load_generator(os.path.join(export_root, f"{model_name}-{version}.keras"))
+    n = generator.num_classes
+
+    def flops(batch):
+        fn = tf.function(lambda x, c: generator((x, c), training=False)[0])
+        graph = fn.get_concrete_function(
+            tf.TensorSpec([batch, resolution, resolution, 3], tf.float32),
+            tf.TensorSpec([batch, n], tf.float32)).graph
+        return count_graph_flops(graph, prune=True).total
+
+    peak = measure_matmul(2048, 10).gflops
+    f1, f16 = flops(1), flops(16)
+    floor1 = f1 / (peak * 1e9) * 1000
+    return {"gflop_batch1": f1 / 1e9, "gflop_batch16": f16 / 1e9, "peak_gflops": peak,
+            "batch1_ms": batch1_ms, "batch1_floor_ms": floor1,
+            "batch1_over_floor": batch1_ms / floor1,
+            "batch16_fraction_of_peak": f16 / (batch16_ms / 1000) / 1e9 / peak,
+            "cpu": cpu_model()}
 
 
 if __name__ == "__main__":

@@ -237,3 +237,35 @@ def test_machine_info_and_report_format():
 def test_low_precision_matmul_is_timed_in_its_dtype():
     result = benchmark.measure_matmul(n=64, reps=2, dtype="bfloat16")
     assert result.gflops > 0 and math.isfinite(result.gflops)
+
+
+def test_profiler_table_sorts_ops_by_kind_of_work(tmp_path):
+    from mlc_keras.tools.benchmark import profile
+
+    cases = {
+        ("StatefulPartitionedCall/generator_1/stem_1/conv_1/convolution", "_MklNativeConv2D"):
+            "conv forward",
+        ("StatefulPartitionedCall/generator_1/up_1_1/conv_1/conv_transpose",
+         "_MklNativeConv2DBackpropInput"): "conv forward",
+        ("StatefulPartitionedCall/gradient_tape/discriminator_3/down_0_1/conv_1/convolution/"
+         "Conv2DBackpropInput", "_MklNativeConv2DBackpropInput"): "conv backprop input",
+        ("StatefulPartitionedCall/gradient_tape/f_16_1/down_0_1/conv_1/convolution/"
+         "Conv2DBackpropFilter_1", "_MklNativeConv2DBackpropFilter"): "conv backprop filter",
+        ("StatefulPartitionedCall/generator_1/up_1_1/norm_1/moments/sub", "Sub"): "normalisation",
+        ("StatefulPartitionedCall/photo_8_3/down_0_1/conv_1/MatMul", "_MklMatMul"):
+            "spectral norm",
+        ("StatefulPartitionedCall/generator_1/to_image_32_1/mul_1", "Mul"): "blend",
+        ("StatefulPartitionedCall/g_optimizer/Adam/add", "AddV2"): "optimizer",
+        ("StatefulPartitionedCall/generator_1/Cast", "Cast"): "copies/layout/casts",
+        ("StatefulPartitionedCall/generator_1/AvgPool", "_MklNativeAvgPool"): "other",
+    }
+    for (name, op_type), kind in cases.items():
+        assert profile.categorise(name, op_type) == kind, (name, op_type)
+    k = tf.random.normal([3, 3, 8, 8])
+    fn = tf.function(lambda x: tf.reduce_sum(tf.nn.relu(tf.nn.conv2d(x, k, 1, "SAME"))))
+    x = tf.random.normal([2, 32, 32, 8])
+    profile.profile_calls(lambda: fn(x).numpy(), str(tmp_path), calls=2)
+    table = profile.op_time_table(str(tmp_path), calls=2)
+    assert table["total"] > 0 and table["categories"]["conv forward"] > 0
+    assert abs(sum(table["categories"].values()) - table["total"]) < 1e-9
+    assert "| conv forward |" in profile.format_table(table)

@@ -1,8 +1,9 @@
 """Times and counts one training step and runs the whole benchmark (imports config, training, tools.benchmark)."""
 
 import dataclasses
-import math
 import json
+import math
+import os
 import statistics
 import time
 
@@ -135,9 +136,37 @@ def check_settings(**settings):
             raise config_lib.ConfigError(f"--{name}={settings[name]}: must be >= {least}")
 
 
+def profile_step_and_serving(gan, config, logdir, log=print):
+    """Profiler tables (``profile.op_time_table``) of one training step and
+    of one batch-1 generator call (the serving path's model call)."""
+    import tensorflow as tf
+
+    from mlc_keras.tools.benchmark import profile
+
+    data = random_batch(config.batch_size, config.resolution, gan.num_classes, config.seed)
+    iterator = iter(gan.distribute_strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(data).repeat()))
+    gan.make_train_function()
+    tables = {}
+    log("profiling 2 train steps ...")
+    train_dir = os.path.join(logdir, "train_step")
+    profile.profile_calls(lambda: _sync(gan.train_function(iterator)), train_dir, calls=2)
+    tables["train_step"] = profile.op_time_table(train_dir, calls=2)
+    r, n = config.resolution, gan.num_classes
+    serve = tf.function(lambda x, c: gan.generator((x, c), training=False)[0])
+    x, c = tf.zeros([1, r, r, 3]), tf.one_hot([0], n)
+    log("profiling 5 batch-1 generator calls ...")
+    serve_dir = os.path.join(logdir, "serving_batch1")
+    profile.profile_calls(lambda: serve(x, c).numpy(), serve_dir, calls=5)
+    tables["serving_batch1"] = profile.op_time_table(serve_dir, calls=5)
+    return tables
+
+
 def run_benchmark(config, warmup_steps=3, steps=10, matmul_size=2048, matmul_reps=10,
-                  profiler_check=True, log=print):
-    """Builds the configured GAN and measures it; returns the report dict."""
+                  profiler_check=True, log=print, profile_dir=None):
+    """Builds the configured GAN and measures it; returns the report dict
+    (with ``profile_dir``: also the profiler tables of a step and of a
+    batch-1 generator call, traces kept there)."""
     from mlc_keras.training.build import build_gan
     from mlc_keras.training.runtime import make_strategy, split_cpu
 
@@ -187,6 +216,9 @@ def run_benchmark(config, warmup_steps=3, steps=10, matmul_size=2048, matmul_rep
     log(f"timing a float32 {matmul_size}^2 matmul ...")
     matmul = measure_matmul(matmul_size, matmul_reps)
     report["matmul"] = matmul.as_dict()
+
+    if profile_dir:
+        report["profile"] = profile_step_and_serving(gan, config, profile_dir, log)
 
     if config.mixed_precision != "float32":
         log(f"timing a {config.mixed_precision} {matmul_size}^2 matmul ...")

@@ -17,8 +17,8 @@ from mlc_keras.expressions import EXPRESSIONS
 # The names registered in mlc_keras.data.sources (a test checks they agree; this module stays free
 # of the data code so that it imports without TensorFlow or PIL).
 DATASETS = ("synthetic", "london", "manifest", "rafd", "kdef", "jaffe", "ckplus", "cfee", "mmi", "yale",
-            "folders")
-STRATEGIES = ("auto", "mirrored", "one_device")
+            "folders", "tfrecord")
+STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")
 PRECISIONS = ("float32", "bfloat16", "float16")
 FEATURE_ENCODERS = ("trained", "shared", "frozen")
 MODELS = ("mlc", "pix2pix", "stargan")
@@ -33,8 +33,11 @@ _SPEC = (
     ("train_steps", 100000, "Total generator updates; a resumed run continues to this count."),
     ("batch_size", 16, "GLOBAL batch size (split across replicas; must divide evenly). (peer: StarGAN 16)"),
     ("seed", 0, "Seed of weights, data order, flips and the subject split."),
-    ("strategy", "auto", "auto: MirroredStrategy over all GPUs when there are several, else one "
-                         "device; mirrored: always (also over logical CPU devices); one_device."),
+    ("strategy", "auto", "auto: MultiWorkerMirroredStrategy when TF_CONFIG names a cluster of "
+                         "several tasks, else MirroredStrategy over all GPUs when there are "
+                         "several, else one device; mirrored: always (also over logical CPU "
+                         "devices); one_device; multi_worker: MultiWorkerMirroredStrategy over "
+                         "the TF_CONFIG cluster (python -m mlc_keras.launch starts one locally)."),
     ("cpu_devices", 0, "Split the CPU into this many logical devices (0: leave as is). For testing "
                        "mirrored training without GPUs."),
     ("jit_compile", False, "XLA-compile the train step (single device only; ~1.2x on CPU)."),
@@ -64,7 +67,9 @@ _SPEC = (
                              "or a published layout in --data_dir, imported into --data_cache: "
                              "rafd, kdef, jaffe, ckplus, cfee, mmi (needs sessions_csv, so only "
                              "via data.sources.import_dataset), yale, folders "
-                             "(<expression>/<subject>_<n>.jpg)."),
+                             "(<expression>/<subject>_<n>.jpg); tfrecord (the streamed shards and "
+                             "tfrecords.json that python -m mlc_keras.data.to_tfrecord wrote to "
+                             "--data_dir)."),
     ("data_dir", "", "london: the published folder; manifest: the CSV or its folder "
                      "(manifest.csv); synthetic: unused."),
     ("data_cache", "", "Where importers write aligned crops and manifests (default WORKDIR/data)."),
@@ -311,7 +316,7 @@ def validate(config):
         raise ConfigError(f"--test_fraction={c.test_fraction}: must be in [0, 1)")
     if not 0.0 <= c.lr_decay_start <= 1.0:
         raise ConfigError(f"--lr_decay_start={c.lr_decay_start}: must be in [0, 1]")
-    if c.dataset in ("london", "manifest") and not c.data_dir:
+    if c.dataset in ("london", "manifest", "tfrecord") and not c.data_dir:
         raise ConfigError(f"--dataset={c.dataset} needs --data_dir")
     r = c.resolution
     if r < 16 or r & (r - 1):
@@ -353,9 +358,9 @@ def validate(config):
         if source not in canon:
             raise ConfigError(f"--source_expression={c.source_expression}: not among --expressions")
         c = dataclasses.replace(c, source_expression=source)
-    if c.steps_per_execution > 1 and c.strategy == "mirrored":
+    if c.steps_per_execution > 1 and c.strategy in ("mirrored", "multi_worker"):
         raise ConfigError("--steps_per_execution > 1 fails under MirroredStrategy (Keras 3.15); use 1")
-    if c.jit_compile and c.strategy == "mirrored":
+    if c.jit_compile and c.strategy in ("mirrored", "multi_worker"):
         raise ConfigError("--jit_compile fails under MirroredStrategy (Keras 3.15); use --strategy=one_device or drop it")
     return c
 

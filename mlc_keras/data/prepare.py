@@ -1,12 +1,34 @@
-"""prepare_data(config): the data set ``--dataset`` names, split, paired and decoded for training."""
+"""prepare_data(config): the data set ``--dataset`` names, split, paired and decoded for training.
+
+``select_pairs`` stops before decoding (the TFRecord writer streams from
+it); ``prepare_training_data`` is what train() reads: the decoded set, or
+for a streamed source (``--dataset=tfrecord``) the opened TFRecordSet.
+"""
 
 import dataclasses
 import logging
+import os
+
+import tensorflow as tf
 
 from mlc_keras.data import pipeline, sources
 from mlc_keras.data.manifest import read_manifest
 
 log = logging.getLogger("mlc_keras")
+
+
+@dataclasses.dataclass
+class SelectedPairs:
+    """The split and the pairs of a data set, no image decoded yet."""
+
+    train_pairs: pipeline.PairSet
+    test_pairs: pipeline.PairSet
+    train_subjects: tuple
+    test_subjects: tuple
+    skipped_subjects: tuple
+    skipped_images: int
+    attribution: str = None
+    manifest: str = None  # the source's manifest CSV
 
 
 @dataclasses.dataclass
@@ -21,10 +43,38 @@ class PreparedData:
     skipped_images: int
     attribution: str = None
 
+    streaming = False
 
-def prepare_data(config):
-    """Manifest -> split -> pairs -> decoded images, validated before training."""
-    records = read_manifest(sources.manifest_for(config))
+    @property
+    def num_train_pairs(self):
+        return len(self.train_pairs)
+
+    @property
+    def num_test_pairs(self):
+        return len(self.test_pairs) if self.test_pairs is not None else 0
+
+    def training_dataset(self, global_batch, seed, start_step=0, flip=True):
+        """pipeline.training_dataset over the decoded set. Under several
+        workers each one builds the whole stream and keeps its share of every
+        global batch (AutoShardPolicy.DATA), so the stream is the one a single
+        worker would see."""
+        ds = pipeline.training_dataset(self.train_pairs, self.train_images, global_batch, seed,
+                                       start_step=start_step, flip=flip)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return ds.with_options(options)
+
+    def held_out_sources(self, count):
+        """Sample-grid inputs from the test pairs (training pairs without a test split)."""
+        if self.test_pairs is not None:
+            return pipeline.held_out_sources(self.test_pairs, self.test_images, count)
+        return pipeline.held_out_sources(self.train_pairs, self.train_images, count)
+
+
+def select_pairs(config):
+    """Manifest -> checked images -> split -> pairs, validated; nothing decoded."""
+    manifest = sources.manifest_for(config)
+    records = read_manifest(manifest)
     bad = pipeline.check_images([r.path for r in records], skip_bad=config.skip_bad_images)
     if bad:
         log.warning("skipping %d unreadable image(s), e.g. %s", len(bad), sorted(bad)[0])
@@ -38,9 +88,40 @@ def prepare_data(config):
     test_pairs, skipped_test = ((None, []) if not test_subjects else pipeline.build_pairs(
         records, vocab, test_subjects, config.source_expression, config.identity_pairs,
         config.skip_bad_images))
-    train_images = pipeline.decode_images(train_pairs.paths, config.resolution)
-    test_images = (pipeline.decode_images(test_pairs.paths, config.resolution)
-                   if test_pairs is not None else None)
-    return PreparedData(
-        train_pairs, train_images, test_pairs, test_images, train_subjects, test_subjects,
-        tuple(skipped) + tuple(skipped_test), len(bad), sources.get(config.dataset).attribution)
+    return SelectedPairs(train_pairs, test_pairs, train_subjects, test_subjects,
+                         tuple(skipped) + tuple(skipped_test), len(bad),
+                         sources.get(config.dataset).attribution, os.path.abspath(manifest))
+
+
+def open_stream(config):
+    """The TFRecordSet of a streamed source, opened and checked against ``config``."""
+    from mlc_keras.data import tfrecord
+
+    return tfrecord.open_set(sources.manifest_for(config), config)
+
+
+def prepare_data(config):
+    """Manifest -> split -> pairs -> decoded images, validated before training.
+    A streamed source is rebuilt in memory from its records' pair keys (for
+    evaluation and comparison; training streams it)."""
+    if sources.get(config.dataset).streaming:
+        records = open_stream(config)
+        train_pairs, train_images = records.load_split("train")
+        test_pairs, test_images = records.load_split("test")
+        return PreparedData(train_pairs, train_images, test_pairs, test_images,
+                            records.train_subjects, records.test_subjects, records.skipped_subjects,
+                            records.skipped_images, records.attribution)
+    s = select_pairs(config)
+    train_images = pipeline.decode_images(s.train_pairs.paths, config.resolution)
+    test_images = (pipeline.decode_images(s.test_pairs.paths, config.resolution)
+                   if s.test_pairs is not None else None)
+    return PreparedData(s.train_pairs, train_images, s.test_pairs, test_images, s.train_subjects,
+                        s.test_subjects, s.skipped_subjects, s.skipped_images, s.attribution)
+
+
+def prepare_training_data(config):
+    """What train() reads: a TFRecordSet for a streamed source (nothing decoded
+    up front), else the decoded PreparedData."""
+    if sources.get(config.dataset).streaming:
+        return open_stream(config)
+    return prepare_data(config)

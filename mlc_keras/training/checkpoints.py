@@ -68,11 +68,21 @@ def make_checkpoint(gan):
     return tf.train.Checkpoint(**checkpoint_variables(gan))
 
 
+def checkpoint_paths(folder):
+    """The checkpoints a CheckpointManager keeps in ``folder``, oldest first
+    (read from its index; nothing is written)."""
+    state = tf.train.get_checkpoint_state(folder)
+    return list(state.all_model_checkpoint_paths) if state is not None else []
+
+
 def restore_latest(checkpoint, manager):
     """Restores the newest checkpoint that loads; returns its path or None.
     A damaged newest checkpoint (e.g. a disk filled mid-save) falls back to
-    the one before, with a warning."""
-    for path in reversed(manager.checkpoints):
+    the one before, with a warning. ``manager``: a CheckpointManager, or the
+    folder of one (how a non-chief worker reads the chief's checkpoints)."""
+    paths = checkpoint_paths(manager) if isinstance(manager, (str, os.PathLike)) \
+        else manager.checkpoints
+    for path in reversed(paths):
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
             return path

@@ -8,8 +8,14 @@ Run folder (``config.workdir``):
   events/           TensorBoard scalars and sample grids
   metrics.jsonl     the same scalars: one JSON object per --summary_every steps
   samples/          step_XXXXXXX.png sample grids (+ ATTRIBUTION.txt for London)
+
+Under MultiWorkerMirroredStrategy only the chief writes the run folder; the
+other workers run the same steps and saves into a scratch folder
+(``training/multiworker.py``), and every worker restores from the chief's
+checkpoints.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,13 +25,14 @@ import time
 import tensorflow as tf
 
 from mlc_keras import config as config_lib
-from mlc_keras.data import pipeline
-from mlc_keras.data.prepare import prepare_data
+from mlc_keras.data import sources
+from mlc_keras.data.prepare import prepare_training_data
 from mlc_keras.errors import UserError
 from mlc_keras.images import read_json, write_text_atomic
 from mlc_keras.training.build import build_gan
 from mlc_keras.training.callbacks import (NaNGuard, PeriodicCheckpoint, ProgressLine, SampleGrid,
                                           ScalarSummaries)
+from mlc_keras.training import multiworker
 from mlc_keras.training.checkpoints import make_checkpoint, restore_latest
 from mlc_keras.training.runtime import make_strategy, split_cpu
 
@@ -49,21 +56,26 @@ def dry_run(config, stream=None):
     import sys
 
     stream = stream or sys.stdout
-    data = prepare_data(config)
+    data = prepare_training_data(config)
     names = config.expressions
 
-    def per_expression(pairs):
+    def per_expression(split):
+        if data.streaming:  # counted when the TFRecord set was written
+            counts = data.per_target_expression(split)
+            return {n: int(counts.get(n, 0)) for n in names}
+        pairs = data.train_pairs if split == "train" else data.test_pairs
         counts = collections.Counter(int(t) for t in pairs.tgt_label) if pairs is not None else {}
         return {names[i]: counts.get(i, 0) for i in range(len(names))}
 
     summary = {
         "train_subjects": len(data.train_subjects),
         "test_subjects": len(data.test_subjects),
-        "train_pairs": len(data.train_pairs),
-        "test_pairs": len(data.test_pairs) if data.test_pairs is not None else 0,
-        "train_pairs_per_target_expression": per_expression(data.train_pairs),
-        "test_pairs_per_target_expression": per_expression(data.test_pairs),
-        "train_images": int(data.train_images.shape[0]),
+        "train_pairs": data.num_train_pairs,
+        "test_pairs": data.num_test_pairs,
+        "train_pairs_per_target_expression": per_expression("train"),
+        "test_pairs_per_target_expression": per_expression("test"),
+        "train_images": (data.count("train", "images") if data.streaming
+                         else int(data.train_images.shape[0])),
         "skipped_subjects": len(data.skipped_subjects),
         "skipped_images": data.skipped_images,
         "test_subject_ids": list(data.test_subjects),
@@ -109,20 +121,23 @@ def init_generator(generator, path):
         mine.assign(other.numpy())
 
 
-def _check_workdir(config):
+def _check_workdir(config, writer=True):
     """Refuses an unusable workdir before anything is written. The run's
     options are written only when training starts (``_write_options``), so a
-    run refused by data validation does not block its own corrected command."""
+    run refused by data validation does not block its own corrected command.
+    ``writer``: this process writes the run folder (not a non-chief worker,
+    which only reads it, perhaps before the chief has created it)."""
     if not config.workdir:
         raise WorkdirError("--workdir is required")
     if os.path.exists(config.workdir) and not os.path.isdir(config.workdir):
         raise WorkdirError(f"--workdir={config.workdir}: is a file, not a folder")
-    try:
-        os.makedirs(config.workdir, exist_ok=True)
-    except OSError as e:
-        raise WorkdirError(f"--workdir={config.workdir}: cannot be created ({e.strerror})") from None
-    if not os.access(config.workdir, os.W_OK):
-        raise WorkdirError(f"--workdir={config.workdir}: is not writable")
+    if writer:
+        try:
+            os.makedirs(config.workdir, exist_ok=True)
+        except OSError as e:
+            raise WorkdirError(f"--workdir={config.workdir}: cannot be created ({e.strerror})") from None
+        if not os.access(config.workdir, os.W_OK):
+            raise WorkdirError(f"--workdir={config.workdir}: is not writable")
     options = os.path.join(config.workdir, "options.json")
     if os.path.exists(options):
         try:
@@ -156,79 +171,128 @@ def _remove_partial_checkpoints(folder):
                 os.remove(path)
 
 
+def _training_input(data, strategy, config, step):
+    """The training stream from ``step`` on: the decoded set as one tf.data
+    stream of global batches, or a streamed TFRecord set as one pipeline per
+    worker (each reading its own shards), resumed at its own position."""
+    if not data.streaming:
+        return data.training_dataset(config.batch_size, config.seed, start_step=step,
+                                     flip=config.flip)
+
+    def per_pipeline(context):
+        per_step = config.batch_size // context.num_input_pipelines  # records a step takes
+        return data.training_dataset(
+            context.get_per_replica_batch_size(config.batch_size), config.seed,
+            start_record=step * per_step, flip=config.flip,
+            num_pipelines=context.num_input_pipelines, pipeline_id=context.input_pipeline_id)
+
+    return strategy.distribute_datasets_from_function(per_pipeline)
+
+
 def train(config):
     """Trains (or resumes) the run in ``config.workdir``; returns a summary dict."""
-    _check_workdir(config)
+    if not config.workdir:
+        raise WorkdirError("--workdir is required")
     split_cpu(config.cpu_devices)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(config.strategy, config.batch_size)
+    strategy = make_strategy(config.strategy, config.batch_size)  # before any other TF op
+    role = multiworker.role_of(strategy, config.workdir)
+    try:
+        return _train(config, strategy, role)
+    finally:
+        role.remove_scratch()
+
+
+def _train(config, strategy, role):
+    _check_workdir(config, writer=role.is_chief)
     if strategy.num_replicas_in_sync > 1 and (config.jit_compile or config.steps_per_execution > 1):
         raise config_lib.ConfigError(
             "--jit_compile and --steps_per_execution > 1 fail under MirroredStrategy "
             f"({strategy.num_replicas_in_sync} replicas); use --strategy=one_device for them")
+    streaming = sources.get(config.dataset).streaming
+    if not role.is_chief and not config.data_cache and not streaming:
+        # a worker prepares its own copy: concurrent imports into one cache could collide
+        config = dataclasses.replace(config, data_cache=os.path.join(role.scratch, "data"))
 
-    data = prepare_data(config)
-    log.info("data: %d train pairs from %d subjects, %d test subjects%s", len(data.train_pairs),
+    data = prepare_training_data(config)
+    log.info("data: %d train pairs from %d subjects, %d test subjects%s", data.num_train_pairs,
              len(data.train_subjects), len(data.test_subjects),
              f"; skipped {len(data.skipped_subjects)} subject(s) without a source image and "
              f"{data.skipped_images} unreadable image(s)"
              if (data.skipped_subjects or data.skipped_images) else "")
-    write_text_atomic(os.path.join(config.workdir, "split.json"), json.dumps(
-        {"train": list(data.train_subjects), "test": list(data.test_subjects),
-         "skipped": list(data.skipped_subjects)}, indent=1) + "\n")
+    if role.is_chief:
+        write_text_atomic(os.path.join(config.workdir, "split.json"), json.dumps(
+            {"train": list(data.train_subjects), "test": list(data.test_subjects),
+             "skipped": list(data.skipped_subjects)}, indent=1) + "\n")
 
     with strategy.scope():
         gan = build_gan(config)
     checkpoint = make_checkpoint(gan)
-    _remove_partial_checkpoints(os.path.join(config.workdir, "checkpoints"))
+    run_checkpoints = os.path.join(config.workdir, "checkpoints")  # the chief's: every worker reads them
+    out = role.output_dir(config.workdir)  # what this process writes: the run folder or its scratch
+    if role.is_chief:
+        _remove_partial_checkpoints(run_checkpoints)
     manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(config.workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
-    restored = restore_latest(checkpoint, manager)
+        checkpoint, os.path.join(out, "checkpoints"), max_to_keep=config.keep_checkpoints)
+    restored = restore_latest(checkpoint, manager if role.is_chief else run_checkpoints)
     step = int(gan.g_optimizer.iterations.numpy())
+    who = "" if role.num_workers == 1 else f" ({role.task} of {role.num_workers} workers)"
     if restored:
-        print(f"Resuming from {restored} at step {step} of {config.train_steps}.", flush=True)
+        print(f"Resuming from {restored} at step {step} of {config.train_steps}{who}.", flush=True)
     else:
         if config.init_generator:
             init_generator(gan.generator, config.init_generator)
             print(f"G starts from {config.init_generator}.", flush=True)
         print(f"Starting a new run in {config.workdir} ({config.train_steps} steps, "
-              f"{strategy.num_replicas_in_sync} replica(s)).", flush=True)
+              f"{strategy.num_replicas_in_sync} replica(s)){who}.", flush=True)
     remaining = config.train_steps - step
     summary = {"step": step, "checkpoint": restored, "workdir": config.workdir}
     if remaining <= 0:
         print(f"Already trained to step {step}; raise --train_steps to continue.", flush=True)
         return summary
 
-    dataset = pipeline.training_dataset(data.train_pairs, data.train_images, config.batch_size,
-                                        config.seed, start_step=step, flip=config.flip)
-    held_pairs, held_images = ((data.test_pairs, data.test_images) if data.test_pairs is not None
-                               else (data.train_pairs, data.train_images))
-    sources, _ = pipeline.held_out_sources(held_pairs, held_images, config.num_samples)
-    writer = tf.summary.create_file_writer(os.path.join(config.workdir, "events"))
+    dataset = _training_input(data, strategy, config, step)
+    writer = tf.summary.create_file_writer(os.path.join(out, "events"))
     guard = NaNGuard()
     saver = PeriodicCheckpoint(manager, config.checkpoint_every, guard)
-    metrics_log = os.path.join(config.workdir, "metrics.jsonl")
+    metrics_log = os.path.join(out, "metrics.jsonl")
     callbacks = [guard, saver, ScalarSummaries(writer, config.summary_every, metrics_log),
-                 ProgressLine(config.train_steps, config.verbose, config.summary_every)]
+                 ProgressLine(config.train_steps, config.verbose if role.is_chief else 0,
+                              config.summary_every)]
     if config.num_samples:
-        callbacks.append(SampleGrid(writer, os.path.join(config.workdir, "samples"), sources,
+        sources_, _ = data.held_out_sources(config.num_samples)
+        callbacks.append(SampleGrid(writer, os.path.join(out, "samples"), sources_,
                                     len(config.expressions), config.sample_every, data.attribution))
-    _write_options(config)
+    if role.is_chief:
+        _write_options(config)
     start = time.time()
-    gan.fit(dataset, epochs=1, steps_per_epoch=remaining, verbose=0, shuffle=False,
-            callbacks=callbacks)
+    try:
+        if multiworker.is_multi_worker(strategy):
+            multiworker.run_steps(gan, strategy, dataset, remaining, callbacks)
+        else:
+            gan.fit(dataset, epochs=1, steps_per_epoch=remaining, verbose=0, shuffle=False,
+                    callbacks=callbacks)
+    except tf.errors.DataLossError as e:
+        if not streaming:
+            raise
+        from mlc_keras.data.tfrecord import TFRecordError
+
+        raise TFRecordError(
+            f"--data_dir={config.data_dir}: a TFRecord shard is damaged "
+            f"({str(e).splitlines()[0]}); training stopped at step "
+            f"{int(gan.g_optimizer.iterations.numpy())}; write the set again "
+            "(python -m mlc_keras.data.to_tfrecord) and resume") from None
     writer.close()
     final = int(gan.g_optimizer.iterations.numpy())
+    last = manager.latest_checkpoint if role.is_chief else tf.train.latest_checkpoint(run_checkpoints)
     if guard.failure is not None:
         bad_step, names = guard.failure
-        last = manager.latest_checkpoint
         raise TrainingDiverged(
             f"loss became NaN/inf at step {bad_step} ({names}); training stopped. The last good "
             f"checkpoint is {last or 'none (no checkpoint was written before)'}; lower the "
             "learning rates or change --gan_loss and resume.")
     elapsed = time.time() - start
-    print(f"Trained to step {final} in {elapsed:.1f}s; checkpoint {manager.latest_checkpoint}.",
-          flush=True)
-    summary.update(step=final, checkpoint=manager.latest_checkpoint, seconds=elapsed, gan=gan)
+    print(f"Trained to step {final} in {elapsed:.1f}s; checkpoint {last}.", flush=True)
+    summary.update(step=final, checkpoint=last, seconds=elapsed, gan=gan)
     return summary

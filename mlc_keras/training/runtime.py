@@ -107,25 +107,38 @@ class StrategyError(UserError, ValueError):
 
 
 def make_strategy(name, global_batch=None):
-    """auto | mirrored | one_device -> a tf.distribute strategy.
+    """auto | mirrored | one_device | multi_worker -> a tf.distribute strategy.
 
-    auto: MirroredStrategy when several GPUs are visible, else one device.
-    mirrored: MirroredStrategy over every GPU, or every logical CPU device
-    when there are no GPUs. The global batch must split evenly.
+    auto: MultiWorkerMirroredStrategy when TF_CONFIG names a cluster of more
+    than one task, else MirroredStrategy when several GPUs are visible, else
+    one device. mirrored: MirroredStrategy over every GPU, or every logical
+    CPU device when there are no GPUs. multi_worker: MultiWorkerMirroredStrategy
+    over the TF_CONFIG cluster (``training/multiworker.py``); it is created
+    before anything else touches TensorFlow's runtime. A set TF_CONFIG is
+    validated whatever the strategy. The global batch must split evenly.
     """
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "one_device"
-    if name == "one_device":
-        strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    elif name == "mirrored":
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        strategy = tf.distribute.MirroredStrategy(
-            devices=devices, cross_device_ops=None if gpus else tf.distribute.ReductionToOneDevice())
+    from mlc_keras.training import multiworker
+
+    cluster = multiworker.read_tf_config()
+    if name == "auto" and cluster is not None and cluster.num_tasks > 1:
+        name = "multi_worker"
+    if name == "multi_worker":
+        strategy = multiworker.make_multi_worker_strategy()
+    elif name in ("auto", "one_device", "mirrored"):
+        gpus = tf.config.list_logical_devices("GPU")
+        if name == "auto":
+            name = "mirrored" if len(gpus) > 1 else "one_device"
+        if name == "one_device":
+            strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+        else:
+            devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+            strategy = tf.distribute.MirroredStrategy(
+                devices=devices,
+                cross_device_ops=None if gpus else tf.distribute.ReductionToOneDevice())
     else:
-        raise StrategyError(f"--strategy={name}: expected auto, mirrored or one_device")
+        raise StrategyError(f"--strategy={name}: expected auto, mirrored, one_device or multi_worker")
     if global_batch is not None and global_batch % strategy.num_replicas_in_sync:
         raise StrategyError(
             f"--batch_size={global_batch} is not divisible by the {strategy.num_replicas_in_sync} "

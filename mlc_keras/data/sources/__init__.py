@@ -2,7 +2,8 @@
 
 A source module defines ``SOURCE = Source(name, prepare, ...)``
 where ``prepare(config, cache_dir)`` readies the data and returns the path
-of its manifest CSV. Importers of a published layout (RaFD, KDEF, ...) also
+of its manifest CSV (a streamed source, ``tfrecord``, returns its
+tfrecords.json). Importers of a published layout (RaFD, KDEF, ...) also
 give ``scan(data_dir, **options) -> scanning.ScanResult`` and are prepared by
 importing ``--data_dir`` with their default options into ``cache_dir/<name>``.
 
@@ -38,12 +39,15 @@ class Source:
     prepare: ``(config, cache_dir) -> manifest path``.
     scan: importers of a published layout only, ``(data_dir, **options) -> ScanResult``.
     attribution: credit to show wherever its images are shown, or None.
+    streaming: ``prepare`` returns the manifest of a set that training streams
+    (``data/tfrecord.py``) instead of a manifest CSV to decode into memory.
     """
 
     name: str
     prepare: typing.Callable
     scan: typing.Callable = None
     attribution: str = None
+    streaming: bool = False
 
 
 _REGISTRY = {}
@@ -107,9 +111,11 @@ def import_dataset(name, data_dir, out_dir, progress=True, **options):
 
 # The modules register after the interface above exists (they import Source from here).
 from mlc_keras.data.sources import (  # noqa: E402
-    cfee, ckplus, folders, jaffe, kdef, london, manifest, mmi, rafd, scanning, synthetic, yale)
+    cfee, ckplus, folders, jaffe, kdef, london, manifest, mmi, rafd, scanning, synthetic, tfrecord,
+    yale)
 
-for _module in (synthetic, london, manifest, rafd, kdef, jaffe, ckplus, cfee, mmi, yale, folders):
+for _module in (synthetic, london, manifest, rafd, kdef, jaffe, ckplus, cfee, mmi, yale, folders,
+                tfrecord):
     register(_module.SOURCE)
 del _module
 

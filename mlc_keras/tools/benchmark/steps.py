@@ -242,7 +242,7 @@ def run_benchmark(config, warmup_steps=3, steps=10, matmul_size=2048, matmul_rep
         "target_met": ratio >= TARGET_UTILISATION,
     }
     if "matmul_low_precision" in report:
-        low = report["matmul_low_precision"]["gflops"]
+        low = report["matmul_low_precision"]["gflops_median"]
         report["results"]["low_precision_matmul_gflops"] = low
         report["results"]["utilisation_of_low_precision_peak"] = achieved / low
     report["machine"]["load_average_after"] = machine_info()["load_average"]

@@ -24,6 +24,7 @@ def input_throughput(args):
     from mlc_keras.data import tfrecord
 
     records = tfrecord.open_set(args.data_dir)
+    before = _status_kb("VmRSS")
     ds = records.training_dataset(args.batch_size, seed=0)
     iterator = iter(ds)
     for _ in range(args.warmup):
@@ -39,11 +40,18 @@ def input_throughput(args):
     print(f"input: {args.batches} batches of {args.batch_size} in {seconds:.1f} s = "
           f"{batches_per_s:.2f} batches/s = {batches_per_s * args.batch_size:.1f} pairs/s "
           f"(after {args.warmup} warm-up batches)")
+    print(f"memory of this process: {before / 1e6:.2f} GB before the pipeline was built, "
+          f"{_status_kb('VmRSS') / 1e6:.2f} GB after, peak {_status_kb('VmHWM') / 1e6:.2f} GB")
     if args.step_seconds:
         ratio = batches_per_s * args.step_seconds
         print(f"train step: {args.step_seconds:.2f} s/step = {1 / args.step_seconds:.3f} batches/s; "
               f"input / consumption = {ratio:.0f}x (target >= 10x: "
               f"{'met' if ratio >= 10 else 'NOT met'})")
+
+
+def _status_kb(field, pid="self"):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 def _tree_rss_kb(pid):

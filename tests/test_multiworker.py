@@ -233,3 +233,28 @@ def test_two_workers_stream_a_tfrecord_set(tmp_path):
     assert "[worker 1] Trained to step 4" in proc.stdout
     assert os.path.exists(workdir / "checkpoints" / "ckpt-4.index")
     assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.slow
+def test_workers_that_see_different_run_folders_stop_with_one_error(tmp_path, monkeypatch):
+    from mlc_keras.training.loop import train
+
+    monkeypatch.chdir(REPO_ROOT)  # configs/tiny.flags includes configs/base.flags
+
+    workdir, elsewhere = tmp_path / "run", tmp_path / "not_shared"
+    train(make_config(**tiny_overrides(tmp_path, train_steps=2)))  # the chief's folder: ckpt-2
+    fake = tmp_path / "python"  # worker 1 is given another --workdir, as on an unshared disk
+    fake.write_text(f"#!{sys.executable}\n"
+                    "import json, os, sys\n"
+                    "args = sys.argv[1:]\n"
+                    "if json.loads(os.environ['TF_CONFIG'])['task']['index'] == 1:\n"
+                    f"    args = [a.replace({str(workdir)!r}, {str(elsewhere)!r}) for a in args]\n"
+                    f"os.execv({sys.executable!r}, [{sys.executable!r}] + args)\n")
+    fake.chmod(0o755)
+    out = io.StringIO()
+    code = launcher.launch(2, [f"--flagfile={CONFIGS}/tiny.flags", f"--workdir={workdir}"],
+                           stream=out, python=str(fake), env=ENV)
+    assert code == 2, out.getvalue()[-3000:]
+    errors = [line for line in out.getvalue().splitlines() if "error:" in line]
+    assert any("error: the workers restored different checkpoints (steps 2, 0 in worker order)"
+               in line for line in errors), errors

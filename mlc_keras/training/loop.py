@@ -237,6 +237,7 @@ def _train(config, strategy, role):
         checkpoint, os.path.join(out, "checkpoints"), max_to_keep=config.keep_checkpoints)
     restored = restore_latest(checkpoint, manager if role.is_chief else run_checkpoints)
     step = int(gan.g_optimizer.iterations.numpy())
+    multiworker.check_same_step(strategy, step, run_checkpoints)
     who = "" if role.num_workers == 1 else f" ({role.task} of {role.num_workers} workers)"
     if restored:
         print(f"Resuming from {restored} at step {step} of {config.train_steps}{who}.", flush=True)

@@ -171,6 +171,27 @@ def role_of(strategy, workdir):
     return Role(False, task, num_workers, scratch)
 
 
+class WorkersDisagree(UserError, RuntimeError):
+    """The workers restored different checkpoints (their run folders differ)."""
+
+
+def check_same_step(strategy, step, checkpoints):
+    """Every worker must resume from the same step; a worker that sees another
+    run folder (not on a shared filesystem) would otherwise train silently
+    from other weights. A collective gather, so every worker calls it."""
+    import tensorflow as tf
+
+    if not is_multi_worker(strategy) or strategy.cluster_resolver.task_type is None:
+        return
+    local = strategy.run(lambda: tf.constant([float(step)], tf.float32))
+    steps = [int(v) for v in strategy.gather(local, axis=0).numpy()]
+    if len(set(steps)) > 1:
+        raise WorkersDisagree(
+            f"the workers restored different checkpoints (steps {', '.join(map(str, steps))} in "
+            f"worker order) from {checkpoints}: every worker must read the chief's run folder; "
+            "put --workdir on a filesystem they all share")
+
+
 def run_steps(gan, strategy, dataset, steps, callbacks):
     """``gan.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=...)`` for
     MultiWorkerMirroredStrategy, where Keras 3.15's fit fails: its symbolic

@@ -30,9 +30,31 @@ def run_steps(tmp_path, precision, steps=2):
     return gan, results
 
 
-@pytest.mark.parametrize("precision,compute", [
-    ("bfloat16", "bfloat16"),
-    pytest.param("float16", "float16", marks=pytest.mark.slow)])  # float16: in the slow run
+def test_generator_under_bfloat16_computes_low_and_returns_float32():
+    """The cheap check of the default run (the whole GAN's steps: slow run)."""
+    from mlc_keras.models.precision import policy_scope
+    from mlc_keras.training.build import build_generator
+
+    before = keras.config.dtype_policy().name
+    config = make_config(resolution=16, g_downsamples=1, critic_levels="8", g_channels=4,
+                         g_res_blocks=1, expressions="neutral,happy")
+    keras.utils.set_random_seed(0)
+    reference = build_generator(config).build_for_inputs()
+    with policy_scope("bfloat16"):
+        low = build_generator(config).build_for_inputs()
+    assert keras.config.dtype_policy().name == before
+    low.set_weights(reference.get_weights())
+    assert low.stem.compute_dtype == "bfloat16" and all(v.dtype == "float32" for v in low.weights)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    c = tf.one_hot([0, 1], 2)
+    outs, refs = low((x, c)), reference((x, c))
+    assert all(o.dtype == tf.float32 for o in outs)
+    diff = max(float(tf.reduce_max(tf.abs(o - r))) for o, r in zip(outs, refs))
+    assert 0 < diff < 0.05, diff
+
+
+@pytest.mark.slow  # two GANs traced: about a minute each here
+@pytest.mark.parametrize("precision,compute", [("bfloat16", "bfloat16"), ("float16", "float16")])
 def test_networks_compute_in_the_low_precision_and_keep_float32_state(tmp_path, precision,
                                                                        compute):
     before = keras.config.dtype_policy().name
@@ -54,6 +76,7 @@ def test_networks_compute_in_the_low_precision_and_keep_float32_state(tmp_path, 
         assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
 
 
+@pytest.mark.slow
 def test_bfloat16_steps_match_float32_within_its_noise(tmp_path):
     _, reference = run_steps(tmp_path, "float32")
     _, low = run_steps(tmp_path, "bfloat16")

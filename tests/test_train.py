@@ -295,10 +295,6 @@ def test_init_generator_copies_g_and_refuses_another_architecture(uninterrupted,
         init_generator(wider, path)
     with pytest.raises(WorkdirError, match="no such file"):
         init_generator(fresh, str(tmp_path / "missing.keras"))
-    # a run started from it begins where that G was (and says so)
-    run = train(make_config(**tiny_overrides(tmp_path / "run", init_generator=path,
-                                             train_steps=1)))
-    assert run["step"] == 1
 
 
 def test_progress_line_holds_four_figures_within_120_characters():

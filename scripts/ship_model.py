@@ -5,7 +5,8 @@
 
 Writes mlc_keras/weights/<name>.keras and <name>.json (sha256, the run's
 options with machine-specific paths removed, provenance: step, command, the
-training wall time from the run's TensorBoard events, the CPU).
+training wall time from the run's TensorBoard events, the CPU, the run's
+held-out subjects from split.json).
 """
 
 import argparse
@@ -71,6 +72,11 @@ def main():
     provenance = {"checkpoint_step": step, "command": args.command,
                   "train_wall_seconds": wall_seconds(args.workdir),
                   "cpu": cpu_name(), "cores": os.cpu_count(), "note": args.note}
+    split = os.path.join(args.workdir, "split.json")
+    if os.path.isfile(split):  # the subjects the generator never saw
+        from mlc_keras.images import read_json
+
+        provenance["held_out_subjects"] = read_json(split).get("test", [])
     path = weights.write(generator, options, args.name, provenance)
     print(f"wrote {path} ({os.path.getsize(path) / 2 ** 20:.1f} MiB), step {step}")
 

@@ -442,7 +442,9 @@ def load_model_for_synthesis(path):
     """A ``SynthesisModel`` from anything ``load_generator`` accepts (a
     ``.keras`` file, an export folder, a training workdir, nothing: the
     shipped model), a SavedModel version folder ``DIR/<name>/<version>/`` or
-    a model folder ``DIR/<name>/`` (its newest version).
+    a model folder ``DIR/<name>/`` (its newest version), or the name of a
+    model shipped in the package (``mlc_keras.weights.names()``, e.g.
+    ``synthetic_demo_64``) where no such path exists.
 
     Raises:
       SynthesisError / ExportError / config.ConfigError naming the path.
@@ -458,7 +460,13 @@ def load_model_for_synthesis(path):
                             f"the shipped model {weights.DEFAULT_MODEL}")
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise SynthesisError(f"--model={path}: does not exist")
+        from mlc_keras import weights
+
+        if path in weights.names():
+            return _keras_model(load_generator(weights.path(path)), weights.info(path).get("options"),
+                                f"the shipped model {path}")
+        raise SynthesisError(f"--model={path}: does not exist (nor is it a shipped model: "
+                             f"{', '.join(weights.names())})")
     if os.path.isfile(path):
         if not path.endswith(".keras"):
             raise SynthesisError(f"--model={path}: a file, but not a .keras file")

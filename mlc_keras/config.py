@@ -141,6 +141,10 @@ _SPEC = (
                                   "regulariser, here on the change rather than on the keep mask)"),
     ("mask_smooth_weight", 0.0, "Attention heads: weight of the total variation of the final keep "
                                 "mask (smooth masks, no speckles). (peer: GANimation 1e-5 x 128^2)"),
+    ("mask_binary_weight", 0.0, "Attention heads: weight of mean(4 keep (1 - keep)) on the final "
+                                "keep mask (1 at 0.5, 0 at 0 or 1): pushes each pixel to keep the "
+                                "photo or to take the colour head outright; a half-transparent "
+                                "mask over a moved mouth shows both mouths (doubled lip lines)."),
     ("init_generator", "", "A new run starts G from this .keras generator (same architecture), "
                            "e.g. mlc_keras/weights/london_neutral_happy_128.keras; D and the "
                            "critics start fresh. Ignored when the run resumes."),
@@ -299,7 +303,8 @@ def validate(config):
     for name, kind in _FIELD_TYPES.items():
         if kind is float and not math.isfinite(getattr(c, name)):
             raise ConfigError(f"--{name}={getattr(c, name)}: must be a finite number")
-    for name in ("colour_l1_weight", "mask_sparsity_weight", "mask_smooth_weight"):
+    for name in ("colour_l1_weight", "mask_sparsity_weight", "mask_smooth_weight",
+                 "mask_binary_weight"):
         if getattr(c, name) and c.g_output != "attention":
             raise ConfigError(f"--{name} needs --g_output=attention (an attention head to train)")
     if c.expression_weight and c.model == "stargan":
@@ -307,7 +312,7 @@ def validate(config):
                           "(use --cls_weight)")
     for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
                  "colour_l1_weight", "expression_weight", "mask_sparsity_weight",
-                 "mask_smooth_weight",
+                 "mask_smooth_weight", "mask_binary_weight",
                  "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
                  "rec_weight"):
         if getattr(c, name) < 0:

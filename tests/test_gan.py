@@ -195,3 +195,18 @@ def test_mask_weights_train_the_final_keep_mask(tmp_path):
     assert float(bias_grad[3]) < 0
     with pytest.raises(Exception, match="needs --g_output=attention"):
         make_config(mask_smooth_weight=1.0, g_output="direct")
+
+
+def test_mask_binary_weight_pushes_the_keep_mask_to_a_hard_choice(tmp_path):
+    config = make_config(**tiny_overrides(tmp_path, mask_binary_weight=1.0, l1_weight=0.0,
+                                          adv_weight=0.0, photo_weight=0.0, variation_weight=0.0))
+    gan = build_gan(config)
+    _, values, grads = gradients(gan, batch(config))
+    assert 0 < float(values["G/mask_indecision"]) <= 1
+    head = gan.generator.heads[0]
+    bias_grad = dict((v.path, g) for v, g in grads["G"])[head.bias.path]
+    # the keep logit starts at +1 (keep ~0.73): a harder choice means keeping more
+    assert float(bias_grad[3]) < 0
+    np.testing.assert_allclose(bias_grad[:3], 0.0)  # the colour is not in this loss
+    with pytest.raises(Exception, match="mask_binary_weight needs --g_output=attention"):
+        make_config(mask_binary_weight=1.0, g_output="direct")

@@ -61,3 +61,11 @@ def test_gradient_penalty_of_linear_critic():
     fake = tf.zeros((3, 2, 2, 1))
     gp = losses.gradient_penalty(critic, real, fake, tf.constant([0.0, 0.5, 1.0]))
     np.testing.assert_allclose(gp, [(0.5 - 1.0) ** 2] * 3, rtol=1e-4)
+
+
+def test_mask_indecision_is_one_at_half_and_zero_at_a_hard_choice():
+    half = tf.fill([1, 4, 4, 1], 0.5)
+    hard = tf.reshape(tf.constant([0.0, 1.0] * 8), [1, 4, 4, 1])
+    mixed = tf.concat([half, hard], 0)
+    np.testing.assert_allclose(losses.mask_indecision(mixed).numpy(), [1.0, 0.0], atol=1e-6)
+    assert 0 < float(losses.mask_indecision(tf.fill([1, 2, 2, 1], 0.9))[0]) < 0.5

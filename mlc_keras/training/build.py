@@ -107,7 +107,8 @@ def _build_networks(config):
                           colour_l1_weight=config.colour_l1_weight,
                           expression_weight=config.expression_weight,
                           mask_sparsity_weight=config.mask_sparsity_weight,
-                          mask_smooth_weight=config.mask_smooth_weight)
+                          mask_smooth_weight=config.mask_smooth_weight,
+                          mask_binary_weight=config.mask_binary_weight)
     if config.model == "stargan":
         discriminator = StarDiscriminator(
             len(config.expressions), config.resolution, config.d_channels, config.d_downsamples,

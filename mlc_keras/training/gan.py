@@ -18,8 +18,8 @@ Losses (see losses.py), each reduced over the GLOBAL batch:
   L_G      = adv_weight * adv(D) + sum_n [photo_weight * adv(P^n)
              + variation_weight * adv(V^n)] + l1_weight * sum_levels L1(G_l, x_t^l)
 Optional terms (weights 0 by default): colour_l1_weight * L1(C, x_t) and
-mask_sparsity_weight * mean(1 - A) + mask_smooth_weight * TV(A) on the final
-attention head (colour C, keep mask A); expression_weight * CE(E(G(x, c)), c)
+mask_sparsity_weight * mean(1 - A) + mask_smooth_weight * TV(A)
++ mask_binary_weight * mean(4 A (1 - A)) on the final attention head (colour C, keep mask A); expression_weight * CE(E(G(x, c)), c)
 with an expression classifier E trained beside the critics on real images:
   L_E      = (CE(E(x_t), c) + CE(E(x), c_x)) / 2
 """
@@ -49,6 +49,7 @@ class LossWeights:
     expression_weight: float = 0.0  # G: cross-entropy of E on the final image
     mask_sparsity_weight: float = 0.0  # attention heads: mean changed area of the final mask
     mask_smooth_weight: float = 0.0  # attention heads: total variation of the final mask
+    mask_binary_weight: float = 0.0  # attention heads: mean 4 A (1 - A) of the final mask
 
 
 class LevelCritic:
@@ -125,8 +126,8 @@ class PairedGAN(keras.Model):
         w = self.loss_weights
         if w.colour_l1_weight:
             names.append("G/colour_l1")
-        if w.mask_sparsity_weight or w.mask_smooth_weight:
-            names += ["G/mask_change", "G/mask_tv"]
+        if w.mask_sparsity_weight or w.mask_smooth_weight or w.mask_binary_weight:
+            names += ["G/mask_change", "G/mask_tv", "G/mask_indecision"]
         if self.expression_classifier is not None:
             names += ["G/expression", "E/loss", "E/accuracy"]
         names += ["D/loss", "D/real", "D/fake"]
@@ -220,17 +221,21 @@ class PairedGAN(keras.Model):
         target = tf.cast(data["target"], tf.float32)
         condition = tf.one_hot(tf.cast(data["target_label"], tf.int32), self.num_classes)
         extra = 0.0  # G's terms on the attention maps and from E
-        if w.colour_l1_weight or w.mask_sparsity_weight or w.mask_smooth_weight:
+        mask_terms = w.mask_sparsity_weight or w.mask_smooth_weight or w.mask_binary_weight
+        if w.colour_l1_weight or mask_terms:
             fakes, colour, keep = self.generator.call_with_maps((source, condition), training=True)
             if w.colour_l1_weight:
                 colour_l1 = losses.l1_loss(colour, target)
                 values["G/colour_l1"] = _average(colour_l1)
                 extra = extra + w.colour_l1_weight * colour_l1
-            if w.mask_sparsity_weight or w.mask_smooth_weight:
+            if mask_terms:
                 change, tv = losses.mask_change(keep), losses.total_variation(keep)
+                indecision = losses.mask_indecision(keep)
                 values["G/mask_change"] = _average(change)
                 values["G/mask_tv"] = _average(tv)
-                extra = extra + w.mask_sparsity_weight * change + w.mask_smooth_weight * tv
+                values["G/mask_indecision"] = _average(indecision)
+                extra = (extra + w.mask_sparsity_weight * change + w.mask_smooth_weight * tv
+                         + w.mask_binary_weight * indecision)
         else:
             fakes = self.generator((source, condition), training=True)
         e_loss = None

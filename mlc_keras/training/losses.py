@@ -150,6 +150,20 @@ def mask_change(keep):
     return _per_example_mean(1.0 - tf.cast(keep, tf.float32))
 
 
+def mask_indecision(keep):
+    """How far an attention mask is from a hard choice: mean(4 keep (1 - keep))
+    per example (1 where every pixel is 0.5, 0 where each is 0 or 1).
+
+    Args:
+      keep: [B, H, W, 1] keep mask in [0, 1].
+
+    Returns:
+      [B].
+    """
+    keep = tf.cast(keep, tf.float32)
+    return _per_example_mean(4.0 * keep * (1.0 - keep))
+
+
 def total_variation(mask):
     """Mean absolute difference between neighbouring pixels, per example
     (GANimation's smoothness term, normalised by the pixel count).

@@ -21,7 +21,8 @@ DATASETS = ("synthetic", "london", "manifest", "rafd", "kdef", "jaffe", "ckplus"
 STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")
 PRECISIONS = ("float32", "bfloat16", "float16")
 FEATURE_ENCODERS = ("trained", "shared", "frozen")
-MODELS = ("mlc", "pix2pix", "stargan")
+MODELS = ("mlc", "pix2pix", "stargan", "copy")
+UPDATE_ORDERS = ("joint", "d_then_g")
 # The GAN loss forms; training/losses.py registers one implementation per name.
 GAN_LOSSES = ("nonsaturating", "hinge", "lsgan", "wgan")
 
@@ -30,7 +31,15 @@ GAN_LOSSES = ("nonsaturating", "hinge", "lsgan", "wgan")
 _SPEC = (
     # --- run
     ("workdir", "", "Run folder: options.json, checkpoints, TensorBoard events, samples."),
-    ("train_steps", 100000, "Total generator updates; a resumed run continues to this count."),
+    ("train_steps", 100000, "Total GENERATOR updates; a resumed run continues to this count. "
+                            "One step = one G update = --n_critic updates of D and the critic "
+                            "networks, each on its own batch, so a step consumes "
+                            "batch_size x n_critic training pairs (images seen = train_steps x "
+                            "batch_size x n_critic). The step is the G optimizer's iteration "
+                            "counter: checkpoints (ckpt-STEP), resume, the data stream position, "
+                            "TensorBoard, metrics.jsonl and the progress line all count it, so "
+                            "they agree whatever --n_critic is. StarGAN's official 200k "
+                            "iterations (D updates, n_critic 5) are --train_steps=40000 here."),
     ("batch_size", 16, "GLOBAL batch size (split across replicas; must divide evenly). (peer: StarGAN 16)"),
     ("seed", 0, "Seed of weights, data order, flips and the subject split."),
     ("strategy", "auto", "auto: MultiWorkerMirroredStrategy when TF_CONFIG names a cluster of "
@@ -60,7 +69,10 @@ _SPEC = (
                      "G, PatchGAN D, L1 on the final image, no critic networks; use "
                      "configs/pix2pix.flags); stargan: the unpaired baseline (D with a domain "
                      "classifier, cycle reconstruction, no paired target; use "
-                     "configs/stargan.flags)."),
+                     "configs/stargan.flags); copy: the copy-the-source baseline (the "
+                     "output is the input image, no weights; train writes the run folder "
+                     "and a step-0 checkpoint without training, so python -m "
+                     "mlc_keras.evaluate measures it like any run)."),
     # --- data
     ("dataset", "synthetic", "Data source: synthetic (embedded, procedural), london (Face Research "
                              "Lab London Set layout in --data_dir), manifest (CSV in --data_dir); "
@@ -160,8 +172,20 @@ _SPEC = (
     ("critic_lr", 2e-4, "Critic networks' learning rate (photo, variation and f)."),
     ("beta1", 0.5, "Adam beta1. (peer: pix2pix/StarGAN 0.5)"),
     ("beta2", 0.999, "Adam beta2."),
-    ("lr_decay_start", 0.5, "Fraction of train_steps after which learning rates decay linearly to 0 "
-                            "(1.0: constant). (peer: StarGAN)"),
+    ("lr_decay_start", 0.5, "Fraction of train_steps after which every learning rate decays "
+                            "linearly to 0 at train_steps (1.0: constant). D and the critics "
+                            "follow the same fraction of their own n_critic x train_steps "
+                            "updates. (peer: StarGAN decays over the last 100k of 200k "
+                            "iterations, pix2pix over the second half of its epochs: 0.5)"),
+    ("n_critic", 1, "Updates of D and the critic networks (and E) per G update, each on a fresh "
+                    "batch; G is then updated once, on the last of those batches, against the "
+                    "updated D. Needs --update_order=d_then_g when > 1. (peer: StarGAN 5, "
+                    "pix2pix 1)"),
+    ("update_order", "joint", "joint: one forward pass, then G, D and the critics are updated "
+                              "simultaneously from one tape (ours: the cheapest); d_then_g: D "
+                              "and the critics are updated first (--n_critic times), then G is "
+                              "computed again against the updated D and updated (the official "
+                              "pix2pix and StarGAN solvers)."),
 )
 
 _FIELD_TYPES = {}
@@ -297,6 +321,12 @@ def validate(config):
     choice("g_output", OUTPUTS)
     choice("d_condition", D_CONDITIONS)
     choice("optimizer", ("adam", "sgd"))
+    choice("update_order", UPDATE_ORDERS)
+    if c.n_critic < 1:
+        raise ConfigError(f"--n_critic={c.n_critic}: must be at least 1")
+    if c.n_critic > 1 and c.update_order != "d_then_g":
+        raise ConfigError(f"--n_critic={c.n_critic} needs --update_order=d_then_g (D is updated "
+                          "n_critic times before G)")
     positive("train_steps", "batch_size", "checkpoint_every", "keep_checkpoints", "summary_every",
              "g_channels", "d_channels", "feature_channels", "steps_per_execution",
              "synthetic_subjects", "import_resolution", "g_lr", "d_lr", "critic_lr")

@@ -5,10 +5,39 @@ import keras
 
 from mlc_keras.training.gan import LevelCritic, LossWeights, MLCGAN, PairedGAN, StarGAN
 from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator, StarDiscriminator
+from mlc_keras.models.generator import decoder_levels
+from mlc_keras.models.layers import downsample_images
 from mlc_keras.models.precision import policy_scope
 
 
+class CopyGenerator(keras.Model):
+    """The copy-the-source baseline: every decoder level is the input image
+    (area-downsampled like the training targets), whatever the expression.
+    No weights; it has the generator interface the evaluation, the sample
+    grid and the loaders use (``levels``, ``num_classes``, ``resolution``,
+    ``build_for_inputs``)."""
+
+    def __init__(self, resolution, num_classes, downsamples, expressions=(), **kwargs):
+        super().__init__(**kwargs)
+        self.resolution = int(resolution)
+        self.num_classes = int(num_classes)
+        self.levels = decoder_levels(self.resolution, int(downsamples))
+        self.expressions = tuple(expressions)
+
+    def call(self, inputs, training=False):
+        images = keras.ops.cast(inputs[0], "float32")
+        return [downsample_images(images, level) for level in self.levels]
+
+    def build_for_inputs(self, batch_size=1):
+        r = self.resolution
+        self((keras.ops.zeros((batch_size, r, r, 3)), keras.ops.zeros((batch_size, self.num_classes))))
+        return self
+
+
 def build_generator(config):
+    if config.model == "copy":
+        return CopyGenerator(config.resolution, len(config.expressions), config.g_downsamples,
+                             config.expressions, name="generator")
     return Generator(
         resolution=config.resolution, num_classes=len(config.expressions),
         base_channels=config.g_channels, downsamples=config.g_downsamples,
@@ -43,11 +72,15 @@ def build_critics(config):
     return critics
 
 
-def _schedule(lr, config):
+def _schedule(lr, config, updates_per_step=1):
+    """The learning rate of an optimizer that makes ``updates_per_step``
+    updates per G step (D and the critics: --n_critic): constant for the first
+    ``lr_decay_start`` of training, then linear to 0 at the last step, in that
+    optimizer's own iteration count (Keras evaluates a schedule at it)."""
     start = int(config.lr_decay_start * config.train_steps)
     if start >= config.train_steps:
         return lr
-    return LinearDecay(lr, start, config.train_steps)
+    return LinearDecay(lr, start * updates_per_step, config.train_steps * updates_per_step)
 
 
 @keras.saving.register_keras_serializable(package="mlc_keras")
@@ -70,11 +103,12 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "total_steps": self.total_steps}
 
 
-def build_optimizer(config, lr, name):
+def build_optimizer(config, lr, name, updates_per_step=1):
+    schedule = _schedule(lr, config, updates_per_step)
     if config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(_schedule(lr, config), name=name)
+        optimizer = keras.optimizers.SGD(schedule, name=name)
     else:
-        optimizer = keras.optimizers.Adam(_schedule(lr, config), beta_1=config.beta1,
+        optimizer = keras.optimizers.Adam(schedule, beta_1=config.beta1,
                                           beta_2=config.beta2, name=name)
     if config.mixed_precision == "float16":
         # dynamic loss scaling: the train step scales each loss (scale_loss)
@@ -84,13 +118,15 @@ def build_optimizer(config, lr, name):
 
 def build_gan(config, strategy=None):
     """The compiled, fully built GAN of --model (MLCGAN, PairedGAN for pix2pix, StarGAN). Call inside ``strategy.scope()``."""
+    if config.model == "copy":
+        raise ValueError("--model=copy has no GAN to build (train writes its run folder only)")
     keras.utils.set_random_seed(config.seed)
     with policy_scope(config.mixed_precision):
         gan = _build_networks(config)
     gan.compile(
         g_optimizer=build_optimizer(config, config.g_lr, "g_optimizer"),
-        d_optimizer=build_optimizer(config, config.d_lr, "d_optimizer"),
-        c_optimizer=build_optimizer(config, config.critic_lr, "c_optimizer"),
+        d_optimizer=build_optimizer(config, config.d_lr, "d_optimizer", config.n_critic),
+        c_optimizer=build_optimizer(config, config.critic_lr, "c_optimizer", config.n_critic),
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
@@ -109,11 +145,13 @@ def _build_networks(config):
                           mask_sparsity_weight=config.mask_sparsity_weight,
                           mask_smooth_weight=config.mask_smooth_weight,
                           mask_binary_weight=config.mask_binary_weight)
+    updates = dict(n_critic=config.n_critic, alternate=config.update_order == "d_then_g")
     if config.model == "stargan":
         discriminator = StarDiscriminator(
             len(config.expressions), config.resolution, config.d_channels, config.d_downsamples,
             config.d_condition, config.spectral_norm, name="discriminator")
-        gan = StarGAN(build_generator(config), discriminator, weights, seed=config.seed)
+        gan = StarGAN(build_generator(config), discriminator, weights, seed=config.seed,
+                      **updates)
     else:
         discriminator = PatchDiscriminator(
             config.resolution, config.d_channels, config.d_downsamples, config.d_condition,
@@ -126,8 +164,8 @@ def _build_networks(config):
                 config.d_downsamples, "none", config.spectral_norm, name="expression_classifier")
         if config.model == "pix2pix":
             gan = PairedGAN(build_generator(config), discriminator, weights, seed=config.seed,
-                            expression_classifier=classifier)
+                            expression_classifier=classifier, **updates)
         else:
             gan = MLCGAN(build_generator(config), discriminator, build_critics(config), weights,
-                         seed=config.seed, expression_classifier=classifier)
+                         seed=config.seed, expression_classifier=classifier, **updates)
     return gan

@@ -2,9 +2,16 @@
 baseline), MLCGAN (adds the multi-level critic networks) and StarGAN.
 
 A model owns its networks and optimizers; it knows nothing about files, flags
-or photos (may import models/ and training/losses only). One ``train_step`` = one forward pass of every
+or photos (may import models/ and training/losses only). One ``train_step``
+is ONE generator update (the global step is G's optimizer's iteration count).
+By default (``n_critic=1``, joint order) it is one forward pass of every
 network on a global batch (split across replicas by ``tf.distribute``),
 then simultaneous updates of G, D and the critics from one persistent tape.
+With ``alternate=True`` (``--update_order=d_then_g``) the step receives
+``n_critic`` global batches stacked along the batch axis: D and the critics
+(and E) are updated once on each of them in turn, then G's losses are
+computed again on the last one against the updated D and G is updated once
+(the official StarGAN solver with n_critic 5; pix2pix's with n_critic 1).
 
 Data contract of ``train_step(data)``: a dict with
   source        [B, R, R, 3] float32 in [-1, 1]  the input face x
@@ -90,8 +97,15 @@ class PairedGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, loss_weights=LossWeights(), seed=0, critics=(),
-                 expression_classifier=None, **kwargs):
+                 expression_classifier=None, n_critic=1, alternate=False, **kwargs):
         super().__init__(**kwargs)
+        if int(n_critic) < 1 or (int(n_critic) > 1 and not alternate):
+            raise ValueError(f"n_critic={n_critic}: must be 1, or > 1 with alternate=True")
+        self.n_critic = int(n_critic)
+        self.alternate = bool(alternate)
+        # Which updates the losses being traced serve: "joint" (all), "d" (D and
+        # the critics only) or "g" (G only); terms no update needs are skipped.
+        self._pass = "joint"
         self.generator = generator
         self.discriminator = discriminator
         # E: a StarDiscriminator whose class head alone is used (--expression_weight).
@@ -202,7 +216,7 @@ class PairedGAN(keras.Model):
         w = self.loss_weights
         real_logits, fake_logits = logits or (discriminator_fn(real), discriminator_fn(fake))
         d_loss, d_real, d_fake = losses.discriminator_loss(real_logits, fake_logits, w.gan_loss)
-        if w.gan_loss == "wgan":
+        if w.gan_loss == "wgan" and self._pass != "g":  # G's update does not need the penalty
             penalty = self._gp(discriminator_fn, real, fake)
             if prefix == "D":
                 values["D/gp"] = _average(penalty)
@@ -281,6 +295,55 @@ class PairedGAN(keras.Model):
         return 0.0, None
 
     def train_step(self, data):
+        values = self._alternating_update(data) if self.alternate else self._joint_update(data)
+        # Each replica's value is its share of the global mean (scaled by the
+        # global batch); times the replica count it is the replica's own mean,
+        # and fit() averages the replicas' results.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for name, value in values.items():
+            self.trackers[name].update_state(value * replicas)
+        return {name: self.trackers[name].result() for name in self._tracker_names}
+
+    def _alternating_update(self, data):
+        """``n_critic`` updates of D and the critics, one per stacked batch,
+        then one G update on the last batch against the updated D. Reports
+        D's and the critics' values of their last update and G's values of
+        its update."""
+        chunks = [dict(zip(data, parts)) for parts in
+                  zip(*[tf.split(value, self.n_critic, axis=0) for value in data.values()])]
+        values = {}
+        self._pass = "d"
+        try:
+            for chunk in chunks:
+                d_values = {}
+                with tf.GradientTape(persistent=True) as tape:
+                    _, d_total, c_total = self.step_losses(chunk, d_values)
+                    d_loss = _average(d_total)
+                    c_loss = _average(c_total) if c_total is not None else None
+                    scaled_d = self.d_optimizer.scale_loss(d_loss)
+                    scaled_c = self.c_optimizer.scale_loss(c_loss) if c_loss is not None else None
+                _apply(self.d_optimizer, tape, scaled_d, self.discriminator.trainable_variables)
+                if c_loss is not None:
+                    _apply(self.c_optimizer, tape, scaled_c, self.critic_variables)
+                    if "critic/loss" in self.trackers:
+                        d_values["critic/loss"] = c_loss
+                del tape
+                d_values["D/loss"] = d_loss
+                values.update({k: v for k, v in d_values.items() if not k.startswith("G/")})
+            self._pass = "g"
+            g_values = {}
+            with tf.GradientTape() as tape:
+                g_total, _, _ = self.step_losses(chunks[-1], g_values)
+                g_loss = _average(g_total)
+                scaled_g = self.g_optimizer.scale_loss(g_loss)
+            _apply(self.g_optimizer, tape, scaled_g, self.generator.trainable_variables)
+        finally:
+            self._pass = "joint"
+        g_values["G/loss"] = g_loss
+        values.update({k: v for k, v in g_values.items() if k.startswith("G/")})
+        return values
+
+    def _joint_update(self, data):
         values = {}
         with tf.GradientTape(persistent=True) as tape:
             g_total, d_total, c_total = self.step_losses(data, values)
@@ -298,13 +361,7 @@ class PairedGAN(keras.Model):
         del tape
         values["G/loss"] = g_loss
         values["D/loss"] = d_loss
-        # Each replica's value is its share of the global mean (scaled by the
-        # global batch); times the replica count it is the replica's own mean,
-        # and fit() averages the replicas' results.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        for name, value in values.items():
-            self.trackers[name].update_state(value * replicas)
-        return {name: self.trackers[name].result() for name in self._tracker_names}
+        return values
 
 
 class MLCGAN(PairedGAN):
@@ -312,9 +369,10 @@ class MLCGAN(PairedGAN):
     (photo-realistic critic P^n, variation critic V^n on features f)."""
 
     def __init__(self, generator, discriminator, critics=(), loss_weights=LossWeights(),
-                 seed=0, expression_classifier=None, **kwargs):
+                 seed=0, expression_classifier=None, n_critic=1, alternate=False, **kwargs):
         super().__init__(generator, discriminator, loss_weights, seed=seed, critics=critics,
-                         expression_classifier=expression_classifier, **kwargs)
+                         expression_classifier=expression_classifier, n_critic=n_critic,
+                         alternate=alternate, **kwargs)
 
     def _metric_names(self):
         names = super()._metric_names()
@@ -398,8 +456,10 @@ class StarGAN(PairedGAN):
       L_G = adv_weight * adv(D_src(G(x, c))) + cls_weight * CE(D_cls(G(x, c)), c)
             + rec_weight * L1(G(G(x, c), c'), x)
     ``discriminator`` must return (patch logits, class logits)
-    (models.StarDiscriminator). G and D are updated once each per step, like
-    every model here (StarGAN updates G every 5th D step).
+    (models.StarDiscriminator). By default G and D are updated once each
+    per step, like every model here; configs/stargan.flags sets
+    ``--n_critic=5 --update_order=d_then_g``, the official solver's order
+    (five D updates on five batches, then one G update).
     """
 
     def _metric_names(self):
@@ -421,7 +481,9 @@ class StarGAN(PairedGAN):
         source_code = tf.one_hot(tf.cast(data["source_label"], tf.int32), self.num_classes)
 
         fake = self.generator((source, target_code), training=True)[0]
-        reconstructed = self.generator((fake, source_code), training=True)[0]
+        # D's own update does not need the cycle (official solver: G step only).
+        reconstructed = (source if self._pass == "d"
+                         else self.generator((fake, source_code), training=True)[0])
         real_logits, real_classes = self.discriminator((target, None, None), training=True)
         fake_logits, fake_classes = self.discriminator((fake, None, None), training=True)
         d_loss, g_adv = self._discriminator_losses(

@@ -171,22 +171,52 @@ def _remove_partial_checkpoints(folder):
                 os.remove(path)
 
 
+def pairs_per_step(config):
+    """Training pairs one step (one G update) consumes: --n_critic global
+    batches, one per D update (images seen = steps x this)."""
+    return config.batch_size * config.n_critic
+
+
 def _training_input(data, strategy, config, step):
     """The training stream from ``step`` on: the decoded set as one tf.data
     stream of global batches, or a streamed TFRecord set as one pipeline per
-    worker (each reading its own shards), resumed at its own position."""
+    worker (each reading its own shards), resumed at its own position. A
+    step's batch holds ``pairs_per_step`` pairs (--n_critic batches stacked),
+    so the stream stays a pure function of (seed, step) for any --n_critic."""
+    per_step_batch = pairs_per_step(config)
     if not data.streaming:
-        return data.training_dataset(config.batch_size, config.seed, start_step=step,
+        return data.training_dataset(per_step_batch, config.seed, start_step=step,
                                      flip=config.flip)
 
     def per_pipeline(context):
-        per_step = config.batch_size // context.num_input_pipelines  # records a step takes
+        per_step = per_step_batch // context.num_input_pipelines  # records a step takes
         return data.training_dataset(
-            context.get_per_replica_batch_size(config.batch_size), config.seed,
+            context.get_per_replica_batch_size(per_step_batch), config.seed,
             start_record=step * per_step, flip=config.flip,
             num_pipelines=context.num_input_pipelines, pipeline_id=context.input_pipeline_id)
 
     return strategy.distribute_datasets_from_function(per_pipeline)
+
+
+def _copy_run(config, role):
+    """--model=copy: nothing to train. Writes options.json and a step-0
+    checkpoint (no weights) so that the run folder is evaluated, compared and
+    loaded like any other; split.json is already written."""
+    folder = os.path.join(config.workdir, "checkpoints")
+    existing = tf.train.latest_checkpoint(folder)
+    if existing:
+        print(f"--model=copy: the run folder is complete ({existing}); nothing to train.",
+              flush=True)
+        return {"step": 0, "checkpoint": existing, "workdir": config.workdir, "seconds": 0.0}
+    path = None
+    if role.is_chief:
+        _write_options(config)
+        manager = tf.train.CheckpointManager(tf.train.Checkpoint(), folder, max_to_keep=1)
+        path = manager.save(checkpoint_number=0)
+    print(f"--model=copy: the output is the input image; nothing to train. Wrote "
+          f"{config.workdir} (checkpoint {path}); evaluate it with python -m "
+          "mlc_keras.evaluate.", flush=True)
+    return {"step": 0, "checkpoint": path, "workdir": config.workdir, "seconds": 0.0}
 
 
 def train(config):
@@ -226,6 +256,8 @@ def _train(config, strategy, role):
             {"train": list(data.train_subjects), "test": list(data.test_subjects),
              "skipped": list(data.skipped_subjects)}, indent=1) + "\n")
 
+    if config.model == "copy":
+        return _copy_run(config, role)
     with strategy.scope():
         gan = build_gan(config)
     checkpoint = make_checkpoint(gan)
@@ -245,7 +277,9 @@ def _train(config, strategy, role):
         if config.init_generator:
             init_generator(gan.generator, config.init_generator)
             print(f"G starts from {config.init_generator}.", flush=True)
-        print(f"Starting a new run in {config.workdir} ({config.train_steps} steps, "
+        per_step = (f", {config.n_critic} D updates and {pairs_per_step(config)} pairs per step"
+                    if config.n_critic > 1 else "")
+        print(f"Starting a new run in {config.workdir} ({config.train_steps} steps{per_step}, "
               f"{strategy.num_replicas_in_sync} replica(s)){who}.", flush=True)
     remaining = config.train_steps - step
     summary = {"step": step, "checkpoint": restored, "workdir": config.workdir}

@@ -17,18 +17,42 @@ from PIL import Image, ImageDraw
 PANEL_W, PANEL_H, MARGIN = 420, 220, 46
 
 
-def read_scalars(workdir, tags):
+def read_scalars(workdir, tags=None, prefixes=None):
+    """{tag: [(step, value)]} of the run's scalar events: the named ``tags``
+    (in that order), or with ``tags=None`` every scalar tag that starts with
+    one of ``prefixes`` (every scalar when None), sorted by name."""
     import tensorflow as tf
 
-    series = {t: {} for t in tags}
+    series = {t: {} for t in tags} if tags is not None else {}
     for path in sorted(glob.glob(os.path.join(workdir, "events", "*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                if value.tag in series:
-                    number = (value.simple_value if value.HasField("simple_value")
-                              else float(tf.make_ndarray(value.tensor)))
-                    series[value.tag][event.step] = number  # a later sitting wins
-    return {t: sorted(v.items()) for t, v in series.items() if v}
+                wanted = (value.tag in series if tags is not None else
+                          prefixes is None or value.tag.startswith(tuple(prefixes)))
+                if not wanted:
+                    continue
+                if value.HasField("simple_value"):
+                    number = value.simple_value
+                else:
+                    array = tf.make_ndarray(value.tensor)
+                    if array.size != 1:  # an image or text summary, not a scalar
+                        continue
+                    number = float(array.reshape(()))
+                series.setdefault(value.tag, {})[event.step] = number  # a later sitting wins
+    order = tags if tags is not None else sorted(series)
+    return {t: sorted(series[t].items()) for t in order if series.get(t)}
+
+
+def write_sheet(series, output, cols=2):
+    """One panel per series, ``cols`` panels a row, saved as a PNG at ``output``."""
+    panels = [panel(t, p) for t, p in series.items()]
+    rows = (len(panels) + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * PANEL_W, rows * PANEL_H), "white")
+    for i, p in enumerate(panels):
+        sheet.paste(p, ((i % cols) * PANEL_W, (i // cols) * PANEL_H))
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    sheet.save(output)
+    return output
 
 
 def panel(tag, points):
@@ -61,13 +85,7 @@ def main():
     series = read_scalars(args.workdir, args.tags.split(","))
     if not series:
         raise SystemExit(f"error: no scalars {args.tags} in {args.workdir}/events")
-    panels = [panel(t, p) for t, p in series.items()]
-    cols = 2
-    rows = (len(panels) + cols - 1) // cols
-    sheet = Image.new("RGB", (cols * PANEL_W, rows * PANEL_H), "white")
-    for i, p in enumerate(panels):
-        sheet.paste(p, ((i % cols) * PANEL_W, (i // cols) * PANEL_H))
-    sheet.save(args.output)
+    write_sheet(series, args.output)
     print(f"wrote {args.output} ({', '.join(series)})")
 
 

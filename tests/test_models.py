@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import keras
 
 from mlc_keras.training.build import build_gan
 from mlc_keras.config import ConfigError, make_config
@@ -143,3 +144,21 @@ def test_l1_levels_decide_which_heads_learn(l1_levels, lower_heads_move):
     gan.fit(tf.data.Dataset.from_tensors(batch), epochs=1, steps_per_epoch=1, verbose=0)
     moved = any(not np.allclose(a, b) for a, b in zip(before, head.get_weights()))
     assert moved == lower_heads_move
+
+
+def test_wide_head_equals_the_conv_at_batch_one_and_when_traced():
+    from mlc_keras.models.layers import shifted_taps_conv, wide_head
+
+    rng = np.random.default_rng(0)
+    conv = keras.layers.Conv2D(4, 7, padding="same", bias_initializer="ones")
+    x = rng.normal(size=(3, 12, 10, 5)).astype("float32")
+    reference = conv(x).numpy()
+    np.testing.assert_allclose(shifted_taps_conv(x, conv.kernel).numpy() + 1.0, reference,
+                               atol=1e-4)
+    np.testing.assert_allclose(wide_head(conv, x[:1]).numpy(), reference[:1], atol=1e-4)
+    traced = tf.function(lambda v: wide_head(conv, v),
+                         input_signature=[tf.TensorSpec([None, 12, 10, 5])])
+    for n in (1, 3):
+        np.testing.assert_allclose(traced(x[:n]).numpy(), reference[:n], atol=1e-4)
+    with pytest.raises(ValueError, match="odd kernel"):
+        shifted_taps_conv(x, tf.zeros([4, 4, 5, 2]))

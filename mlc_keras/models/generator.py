@@ -39,7 +39,7 @@ import math
 import keras
 from keras import layers, ops
 
-from mlc_keras.models.layers import (ConvNormAct, ResidualBlock, downsample_images,
+from mlc_keras.models.layers import (ConvNormAct, ResidualBlock, downsample_images, wide_head,
                                      tile_condition)
 
 CONDITIONINGS = ("input", "input_and_decoder", "film")
@@ -126,15 +126,22 @@ class Generator(keras.Model):
                                     bias_initializer=mask_bias, name=f"to_image_{self.levels[i]}")
                       for i in range(downsamples + 1)]
 
-    def _head_maps(self, index, features):
+    def _head(self, index, features, training=None):
+        """The raw output of the image head at level ``index`` (the final 7x7
+        head through ``layers.wide_head``: oneDNN's batch-1 kernel is slow)."""
+        if index == 0:
+            return wide_head(self.heads[0], features, training)
+        return self.heads[index](features)
+
+    def _head_maps(self, index, features, training=None):
         """The attention head at level ``index``: (colour in [-1, 1], mask in [0, 1])."""
-        h = ops.cast(self.heads[index](features), "float32")  # float32 under mixed precision
+        h = ops.cast(self._head(index, features, training), "float32")  # float32 under mixed precision
         return ops.tanh(h[..., :3]), ops.sigmoid(h[..., 3:])
 
-    def _to_image(self, index, features, image):
+    def _to_image(self, index, features, image, training=None):
         if self.output_kind == "direct":
-            return ops.tanh(ops.cast(self.heads[index](features), "float32"))
-        colour, mask = self._head_maps(index, features)
+            return ops.tanh(ops.cast(self._head(index, features, training), "float32"))
+        colour, mask = self._head_maps(index, features, training)
         source = downsample_images(image, self.levels[index])
         return mask * source + (1.0 - mask) * colour
 
@@ -179,7 +186,7 @@ class Generator(keras.Model):
         image, condition = inputs[0], inputs[1]
         image = ops.cast(image, "float32")
         coarser, features = self._decode(image, condition, training)
-        outputs = (self._to_image(0, features, image),) + tuple(reversed(coarser))
+        outputs = (self._to_image(0, features, image, training),) + tuple(reversed(coarser))
         if len(inputs) > 2 and inputs[2] is not None:
             outputs = tuple(scale_change(downsample_images(image, self.levels[i]), out, inputs[2])
                             for i, out in enumerate(outputs))
@@ -193,7 +200,7 @@ class Generator(keras.Model):
         image, condition = inputs
         image = ops.cast(image, "float32")
         coarser, features = self._decode(image, condition, training)
-        colour, keep = self._head_maps(0, features)
+        colour, keep = self._head_maps(0, features, training)
         final = keep * image + (1.0 - keep) * colour
         return (final,) + tuple(reversed(coarser)), colour, keep
 
@@ -205,7 +212,7 @@ class Generator(keras.Model):
             raise ValueError("final_maps needs a generator with attention heads (output='attention')")
         image, condition = inputs
         _, features = self._decode(image, condition, training=False)
-        return self._head_maps(0, features)
+        return self._head_maps(0, features, training=False)
 
     def get_config(self):
         cfg = super().get_config()

@@ -46,6 +46,74 @@ def downsample_images(images, size):
     return ops.average_pool(images, pool_size=factor, strides=factor, padding="valid")
 
 
+def shifted_taps_conv(x, kernel):
+    """A stride-1 "same" convolution with an odd kernel, computed as ONE 1x1
+    matmul to every tap's outputs followed by shifted sums of those outputs.
+
+    y[h, w] = sum_ij x[h + i - kh // 2, w + j - kw // 2] @ kernel[i, j]
+            = sum_ij pad(x @ kernel[i, j])[h + i, w + j]
+
+    Same result as ``conv2d(x, kernel, padding="same")`` (up to float
+    summation order). Worth it for wide kernels with few output channels:
+    oneDNN runs a 7x7 convolution to 3-4 outputs at batch 1 at about
+    1 GFLOP/s on the CPUs measured (BENCHMARKS.md), where the matmul to
+    kh * kw * out channels runs at matmul speed and the 49 shifted slices
+    only add [B, H, W, out] each.
+
+    Args:
+      x: [B, H, W, Cin].
+      kernel: [kh, kw, Cin, Cout] with kh and kw odd.
+
+    Returns:
+      [B, H, W, Cout].
+    """
+    kh, kw, cin, cout = (int(d) for d in kernel.shape)
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"shifted_taps_conv needs an odd kernel, got {kh}x{kw}")
+    taps = ops.reshape(ops.transpose(kernel, (2, 0, 1, 3)), (cin, kh * kw * cout))
+    z = ops.matmul(x, ops.cast(taps, x.dtype))  # [B, H, W, kh * kw * cout]
+    ph, pw = kh // 2, kw // 2
+    z = ops.pad(z, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    height, width = ops.shape(x)[1], ops.shape(x)[2]
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            k = (i * kw + j) * cout
+            part = z[:, i:i + height, j:j + width, k:k + cout]
+            out = part if out is None else out + part
+    return out
+
+
+def _taps_call(conv, inputs):
+    y = shifted_taps_conv(inputs, conv.kernel)
+    if conv.use_bias:
+        y = y + ops.cast(conv.bias, y.dtype)
+    return conv.activation(y) if conv.activation is not None else y
+
+
+def wide_head(conv, inputs, training=False):
+    """``conv(inputs)`` for a built ``keras.layers.Conv2D`` (stride 1,
+    "same", odd kernel), computed with ``shifted_taps_conv`` for ONE image
+    outside training. The same variables and outputs as calling the layer
+    (the layer stays a plain Conv2D, so saved weights load unchanged).
+
+    Used for the generator's 7x7 image head (3-4 outputs), where oneDNN's
+    batch-1 kernel is the anomaly. 7x7, 64 -> 4 channels at 128 px, measured
+    in one run on 2 AMD EPYC cores (tools: /tmp scripts, BENCHMARKS.md):
+    batch 1 260 ms as a Conv2D and 48 ms as shifted taps; batch 2 72 ms vs
+    97 ms; batch 16 forward and backward 2.6 s vs 8.4 s. So only batch 1
+    outside training takes the taps (an ``ops.cond`` when the batch size is
+    unknown at tracing time, as in the serving signatures).
+    """
+    if training or not conv.built:
+        return conv(inputs)
+    batch = inputs.shape[0]
+    if batch is not None:
+        return _taps_call(conv, inputs) if batch == 1 else conv(inputs)
+    return ops.cond(ops.equal(ops.shape(inputs)[0], 1), lambda: _taps_call(conv, inputs),
+                    lambda: conv(inputs))
+
+
 def _l2_normalize(x):
     return x / ops.sqrt(ops.sum(ops.square(x)) + 1e-12)
 

@@ -202,6 +202,16 @@ def test_time_train_steps_runs_the_keras_train_function(tiny_gan):
     assert timing.s_per_step > 0 and math.isfinite(timing.s_per_step)
 
 
+def test_time_train_steps_feeds_n_critic_stacked_batches():
+    config = make_config(strategy="one_device", n_critic=2, update_order="d_then_g", **TINY)
+    with make_strategy("one_device", config.batch_size).scope():
+        gan = build_gan(config)
+    assert benchmark.steps.stacked(gan, 2) == 4
+    timing = benchmark.time_train_steps(gan, 2, steps=1, warmup_steps=0)
+    assert timing.steps == 1 and math.isfinite(timing.s_per_step)
+    assert int(gan.d_optimizer.iterations) == 2 * int(gan.g_optimizer.iterations) == 4
+
+
 # ----------------------------------------------------------------------------- the machine
 
 

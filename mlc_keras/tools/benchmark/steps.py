@@ -34,6 +34,12 @@ def random_batch(batch, resolution, num_classes, seed=0):
             "source_label": labels()}
 
 
+def stacked(gan, batch):
+    """Examples one train step reads: ``batch`` per D update, ``n_critic``
+    D updates stacked along the batch axis (``--n_critic``, StarGAN's 5)."""
+    return int(batch) * int(getattr(gan, "n_critic", 1) or 1)
+
+
 def train_step_function(gan, batch, resolution=None):
     """Concrete function of one training step on a global batch of ``batch``:
     ``gan.train_step`` under the GAN's strategy, as Keras runs it. Under a
@@ -52,7 +58,7 @@ def train_step_function(gan, batch, resolution=None):
         return strategy.run(gan.train_step, args=(data,))
 
     with strategy.scope():
-        return step.get_concrete_function(data_specs(batch // replicas, resolution))
+        return step.get_concrete_function(data_specs(stacked(gan, batch) // replicas, resolution))
 
 
 def count_step_flops(gan, batch, resolution=None, prune=True):
@@ -108,7 +114,7 @@ def time_train_steps(gan, batch, steps=10, warmup_steps=3, resolution=None, seed
     resolution = resolution or gan.generator.resolution
     strategy = gan.distribute_strategy
     spe = max(1, int(getattr(gan, "steps_per_execution", 1) or 1))
-    data = random_batch(batch, resolution, gan.num_classes, seed)
+    data = random_batch(stacked(gan, batch), resolution, gan.num_classes, seed)
     dataset = tf.data.Dataset.from_tensors(data).repeat()
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     gan.make_train_function()
@@ -143,7 +149,8 @@ def profile_step_and_serving(gan, config, logdir, log=print):
 
     from mlc_keras.tools.benchmark import profile
 
-    data = random_batch(config.batch_size, config.resolution, gan.num_classes, config.seed)
+    data = random_batch(stacked(gan, config.batch_size), config.resolution, gan.num_classes,
+                        config.seed)
     iterator = iter(gan.distribute_strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensors(data).repeat()))
     gan.make_train_function()

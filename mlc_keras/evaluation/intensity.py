@@ -209,11 +209,11 @@ def intensity_curve(model, subjects, seed, intensities, expressions=None, judge=
     one = intensities.index(1.0)
 
     drawn = np.zeros([len(targets), len(intensities), len(subjects)])
-    references = {}
     prob = np.full([len(targets), len(intensities), len(subjects)], np.nan)
     change = np.zeros([len(targets), len(intensities), len(subjects)])
     for a, expression in enumerate(targets):
         ids = np.full([len(subjects)], names.index(expression), np.int32)
+        references = [drawn_reference(idn, expression, r) for idn in identities]
         for b, value in enumerate(intensities):
             if method == "scale":
                 generated = model.generate(src_float, ids, intensity=value)
@@ -225,11 +225,8 @@ def intensity_curve(model, subjects, seed, intensities, expressions=None, judge=
             generated = to_uint8(generated)
             change[a, b] = np.abs(generated.astype(np.int16)
                                   - sources.astype(np.int16)).mean(axis=(1, 2, 3))
-            for c, (g, idn) in enumerate(zip(generated, identities)):
-                key = (c, expression)
-                if key not in references:
-                    references[key] = drawn_reference(idn, expression, r)
-                drawn[a, b, c] = drawn_intensity(g, idn, expression, reference=references[key])
+            drawn[a, b] = [drawn_intensity(g, idn, expression, reference=ref)
+                           for g, idn, ref in zip(generated, identities, references)]
             if judge is not None:
                 prob[a, b] = target_probability(judge, generated, ids)
 

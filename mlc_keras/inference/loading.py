@@ -449,22 +449,19 @@ def load_model_for_synthesis(path):
     Raises:
       SynthesisError / ExportError / config.ConfigError naming the path.
     """
+    from mlc_keras import weights
     from mlc_keras.training.checkpoints import load_run_generator
 
-    if not path:  # the model shipped in the package
-        from mlc_keras import weights
+    def shipped(name):
+        return _keras_model(load_generator(weights.path(name)), weights.info(name).get("options"),
+                            f"the shipped model {name}")
 
-        shipped = weights.path()
-        generator = load_generator(shipped)
-        return _keras_model(generator, weights.info().get("options"),
-                            f"the shipped model {weights.DEFAULT_MODEL}")
+    if not path:  # the default model shipped in the package
+        return shipped(weights.DEFAULT_MODEL)
     path = os.fspath(path)
     if not os.path.exists(path):
-        from mlc_keras import weights
-
         if path in weights.names():
-            return _keras_model(load_generator(weights.path(path)), weights.info(path).get("options"),
-                                f"the shipped model {path}")
+            return shipped(path)
         raise SynthesisError(f"--model={path}: does not exist (nor is it a shipped model: "
                              f"{', '.join(weights.names())})")
     if os.path.isfile(path):

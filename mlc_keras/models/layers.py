@@ -99,7 +99,7 @@ def wide_head(conv, inputs, training=False):
 
     Used for the generator's 7x7 image head (3-4 outputs), where oneDNN's
     batch-1 kernel is the anomaly. 7x7, 64 -> 4 channels at 128 px, measured
-    in one run on 2 AMD EPYC cores (tools: /tmp scripts, BENCHMARKS.md):
+    in one run on 2 AMD EPYC cores (BENCHMARKS.md, "The batch-1 fix"):
     batch 1 260 ms as a Conv2D and 48 ms as shifted taps; batch 2 72 ms vs
     97 ms; batch 16 forward and backward 2.6 s vs 8.4 s. So only batch 1
     outside training takes the taps (an ``ops.cond`` when the batch size is

@@ -14,8 +14,8 @@ renders of --judge_subjects (``mlc_keras.evaluation.intensity``), per
 expression, with --method=scale (the library's intensity) or condition
 (conditioning interpolation, for comparison).
 
-    python scripts/intensity_curve.py --model=mlc_keras/weights/synthetic_demo_64.keras \
-        --synthetic_seed=0 --subjects=1,30,46,55 --judge_subjects=60-119 --output=/tmp/curve
+    python scripts/intensity_curve.py --model=synthetic_demo_64 \
+        --synthetic_seed=0 --subjects=1,30,46,55 --judge_subjects=120-179 --output=/tmp/curve
 
 Writes OUTPUT/intensity.json and OUTPUT/intensity.md (and one evaluation
 folder per intensity, contact sheets included: keep OUTPUT outside the git

@@ -26,8 +26,9 @@ Losses (see losses.py), each reduced over the GLOBAL batch:
              + variation_weight * adv(V^n)] + l1_weight * sum_levels L1(G_l, x_t^l)
 Optional terms (weights 0 by default): colour_l1_weight * L1(C, x_t) and
 mask_sparsity_weight * mean(1 - A) + mask_smooth_weight * TV(A)
-+ mask_binary_weight * mean(4 A (1 - A)) on the final attention head (colour C, keep mask A); expression_weight * CE(E(G(x, c)), c)
-with an expression classifier E trained beside the critics on real images:
++ mask_binary_weight * mean(4 A (1 - A)) on the final attention head
+(colour C, keep mask A); expression_weight * CE(E(G(x, c)), c) with an
+expression classifier E trained beside the critics on real images:
   L_E      = (CE(E(x_t), c) + CE(E(x), c_x)) / 2
 """
 

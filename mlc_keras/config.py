@@ -118,6 +118,12 @@ _SPEC = (
                                "residual and decoder block). (ours: film)"),
     ("g_output", "attention", "G's image heads: direct (tanh) or attention (GANimation: mask * "
                               "input + (1 - mask) * colour at every level). (peer: GANimation)"),
+    ("g_warp", False, "Attention heads: the final level also predicts a flow field, and the mask "
+                      "blends the colour map with the input moved along it (the photo's own "
+                      "lips move with the smile instead of showing through the new ones; "
+                      "ours, after warp-guided face animation). The flow head starts at zero, "
+                      "so --init_generator may name a generator without one."),
+    ("max_flow", 0.08, "--g_warp: largest displacement, as a fraction of the image size."),
     ("d_channels", 64, "Discriminator and critic width. (peer: pix2pix 64)"),
     ("d_downsamples", 3, "PatchGAN stride-2 layers of the main discriminator. (peer: pix2pix 70x70)"),
     ("d_condition", "both", "What D and the photo critics see besides the image: none, source, "
@@ -157,6 +163,8 @@ _SPEC = (
                                 "keep mask (1 at 0.5, 0 at 0 or 1): pushes each pixel to keep the "
                                 "photo or to take the colour head outright; a half-transparent "
                                 "mask over a moved mouth shows both mouths (doubled lip lines)."),
+    ("flow_smooth_weight", 0.0, "--g_warp: weight of the total variation of the flow field "
+                                "(a smooth motion, no tearing)."),
     ("init_generator", "", "A new run starts G from this .keras generator (same architecture), "
                            "e.g. mlc_keras/weights/london_neutral_happy_128.keras; D and the "
                            "critics start fresh. Ignored when the run resumes."),
@@ -334,15 +342,19 @@ def validate(config):
         if kind is float and not math.isfinite(getattr(c, name)):
             raise ConfigError(f"--{name}={getattr(c, name)}: must be a finite number")
     for name in ("colour_l1_weight", "mask_sparsity_weight", "mask_smooth_weight",
-                 "mask_binary_weight"):
+                 "mask_binary_weight", "g_warp"):
         if getattr(c, name) and c.g_output != "attention":
             raise ConfigError(f"--{name} needs --g_output=attention (an attention head to train)")
+    if c.flow_smooth_weight and not c.g_warp:
+        raise ConfigError("--flow_smooth_weight needs --g_warp (a flow field to smooth)")
+    if not 0.0 < c.max_flow <= 0.5:
+        raise ConfigError(f"--max_flow={c.max_flow}: must be a fraction of the image size in (0, 0.5]")
     if c.expression_weight and c.model == "stargan":
         raise ConfigError("--expression_weight: --model=stargan already classifies in D "
                           "(use --cls_weight)")
     for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
                  "colour_l1_weight", "expression_weight", "mask_sparsity_weight",
-                 "mask_smooth_weight", "mask_binary_weight",
+                 "mask_smooth_weight", "mask_binary_weight", "flow_smooth_weight",
                  "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
                  "rec_weight"):
         if getattr(c, name) < 0:

@@ -2,7 +2,7 @@
 computed at the model's R, applied to the sharp aligned crop at its own size S.
 
 Where the mask keeps the source (mask = 1), the output is the crop's own
-pixels; only where the model changes the face does its (upsampled) colour
+pixels (moved along the upsampled flow, for a generator with a warp head); only where the model changes the face does its (upsampled) colour
 show. So a 128 px model edits a 256 px (or larger) crop without blurring the
 rest of it, and there is no double contour: nothing of the model's own
 re-drawing of unchanged regions is used. The same function runs in the
@@ -14,7 +14,7 @@ expression intensity); the networks come through the generator object given.
 
 import tensorflow as tf
 
-from mlc_keras.models.generator import scale_change
+from mlc_keras.models.generator import scale_change, warp_blend
 
 # A 3x3 binomial filter: feathers the mask at R before it is upsampled, so its
 # edges are soft at any S.
@@ -61,8 +61,12 @@ def composite(generator, crops, condition, intensity=None):
         up = tf.clip_by_value(tf.image.resize(out, size, method="bicubic"), -1.0, 1.0)
         return scale_change(crops, up, intensity), tf.ones_like(up[..., :1]) * tf.minimum(
             strength, 1.0)
-    colour, keep = generator.final_maps((small, condition))
+    colour, keep, flow = generator.final_maps_and_flow((small, condition))
     keep = tf.clip_by_value(tf.image.resize(_feather(keep), size, method="bilinear"), 0.0, 1.0)
     colour = tf.clip_by_value(tf.image.resize(colour, size, method="bicubic"), -1.0, 1.0)
+    if flow is not None:  # warp head: the sharp crop itself is moved along the flow
+        flow = tf.image.resize(flow, size, method="bilinear")
+        out, keep = warp_blend(crops, colour, keep, flow, intensity)
+        return out, 1.0 - keep
     out = scale_change(crops, keep * crops + (1.0 - keep) * colour, intensity)
     return out, tf.clip_by_value(strength * (1.0 - keep), 0.0, 1.0)

@@ -22,6 +22,19 @@ Image heads (``output``):
              on the CPU demo the direct head had not even learned to reproduce
              the face after 500 steps. Default.
 
+Warp head (``warp=True``, attention heads only): the final level also predicts
+a dense flow field (dy, dx in fractions of the image size, at most
+``max_flow``), and the mask blends the colour map with the input *moved along
+the flow* instead of the input in place:
+``output = A * warp(x, flow) + (1 - A) * C`` (``warp_blend``). Where the mouth
+moves, the photo's own lips are moved with it rather than shown through the
+new ones (a half-transparent mask over an unmoved source draws doubled lip
+lines), and the moved pixels keep the photo's texture; the colour map adds
+what a warp cannot (teeth, the shading of cheeks and folds). The flow head
+starts at zero (no motion), so a trained attention generator can be
+continued with it (``--init_generator``). The coarser levels keep the plain
+attention head.
+
 Expression conditioning (``conditioning``):
   input              c tiled onto the input channels (StarGAN).
   input_and_decoder  also tiled onto the input of every decoder block.
@@ -40,7 +53,7 @@ import keras
 from keras import layers, ops
 
 from mlc_keras.models.layers import (ConvNormAct, ResidualBlock, downsample_images, wide_head,
-                                     tile_condition)
+                                     tile_condition, warp_images)
 
 CONDITIONINGS = ("input", "input_and_decoder", "film")
 OUTPUTS = ("direct", "attention")
@@ -58,6 +71,30 @@ def scale_change(source, output, intensity):
     intensity = ops.reshape(ops.cast(intensity, "float32"), (-1, 1, 1, 1))
     source = ops.cast(source, "float32")
     return ops.clip(source + intensity * (ops.cast(output, "float32") - source), -1.0, 1.0)
+
+
+def warp_blend(image, colour, keep, flow, intensity=None):
+    """The warp head's output: ``keep * warp(image, flow) + (1 - keep) * colour``.
+
+    With ``intensity`` s, the flow is scaled by s and the changed share by s
+    (``keep_s = clip(1 - s (1 - keep), 0, 1)``): 0 returns the image exactly,
+    1 the full edit, and in between the mouth moves part of the way instead of
+    cross-fading two mouths.
+
+    Args:
+      image: [B, H, W, 3] in [-1, 1]; colour: [B, H, W, 3]; keep: [B, H, W, 1]
+        in [0, 1]; flow: [B, H, W, 2] (fractions of the size), all at H x W.
+      intensity: optional [B] float.
+
+    Returns:
+      (output [B, H, W, 3] float32, keep_s [B, H, W, 1]).
+    """
+    if intensity is not None:
+        s = ops.reshape(ops.cast(intensity, "float32"), (-1, 1, 1, 1))
+        flow = flow * s
+        keep = ops.clip(1.0 - s * (1.0 - keep), 0.0, 1.0)
+    out = keep * warp_images(image, flow) + (1.0 - keep) * ops.cast(colour, "float32")
+    return ops.clip(out, -1.0, 1.0), keep
 
 
 def decoder_levels(resolution, downsamples):
@@ -81,7 +118,8 @@ class Generator(keras.Model):
 
     def __init__(self, resolution=128, num_classes=7, base_channels=64, downsamples=2,
                  res_blocks=6, norm="instance", skips=True, conditioning="film",
-                 output="attention", max_channels=512, expressions=None, **kwargs):
+                 output="attention", max_channels=512, expressions=None, warp=False,
+                 max_flow=0.08, **kwargs):
         super().__init__(**kwargs)
         validate_generator_shape(resolution, downsamples)
         if conditioning not in CONDITIONINGS:
@@ -97,6 +135,12 @@ class Generator(keras.Model):
         self.skips = skips
         self.conditioning = conditioning
         self.output_kind = output
+        if warp and output != "attention":
+            raise ValueError("warp=True needs output='attention' (the mask blends the warped input)")
+        if not 0.0 < float(max_flow) <= 0.5:
+            raise ValueError(f"max_flow {max_flow}: expected a fraction of the image size in (0, 0.5]")
+        self.warp = bool(warp)
+        self.max_flow = float(max_flow)
         # Class names in id order (metadata for users of a saved model).
         self.expressions = tuple(expressions) if expressions else None
         if self.expressions and len(self.expressions) != num_classes:
@@ -125,6 +169,9 @@ class Generator(keras.Model):
         self.heads = [layers.Conv2D(head_channels, 7 if i == 0 else 3, padding="same",
                                     bias_initializer=mask_bias, name=f"to_image_{self.levels[i]}")
                       for i in range(downsamples + 1)]
+        # zero kernel and bias: a new flow head starts with no motion
+        self.flow_head = (layers.Conv2D(2, 3, padding="same", kernel_initializer="zeros",
+                                        name=f"to_flow_{resolution}") if self.warp else None)
 
     def _head(self, index, features, training=None):
         """The raw output of the image head at level ``index`` (the final 7x7
@@ -137,6 +184,21 @@ class Generator(keras.Model):
         """The attention head at level ``index``: (colour in [-1, 1], mask in [0, 1])."""
         h = ops.cast(self._head(index, features, training), "float32")  # float32 under mixed precision
         return ops.tanh(h[..., :3]), ops.sigmoid(h[..., 3:])
+
+    def _final_maps(self, features, training=None):
+        """(colour, keep, flow or None) of the final level."""
+        colour, keep = self._head_maps(0, features, training)
+        flow = None
+        if self.warp:
+            raw = ops.cast(self.flow_head(features), "float32")
+            flow = self.max_flow * ops.tanh(raw)
+        return colour, keep, flow
+
+    def _final_image(self, features, image, training=None):
+        if not self.warp:
+            return self._to_image(0, features, image, training)
+        colour, keep, flow = self._final_maps(features, training)
+        return warp_blend(image, colour, keep, flow)[0]
 
     def _to_image(self, index, features, image, training=None):
         if self.output_kind == "direct":
@@ -186,33 +248,49 @@ class Generator(keras.Model):
         image, condition = inputs[0], inputs[1]
         image = ops.cast(image, "float32")
         coarser, features = self._decode(image, condition, training)
-        outputs = (self._to_image(0, features, image, training),) + tuple(reversed(coarser))
-        if len(inputs) > 2 and inputs[2] is not None:
-            outputs = tuple(scale_change(downsample_images(image, self.levels[i]), out, inputs[2])
+        intensity = inputs[2] if len(inputs) > 2 else None
+        if self.warp and intensity is not None:
+            colour, keep, flow = self._final_maps(features, training)
+            final = warp_blend(image, colour, keep, flow, intensity)[0]
+        else:
+            final = self._final_image(features, image, training)
+        outputs = (final,) + tuple(reversed(coarser))
+        if intensity is not None:
+            outputs = tuple(out if (i == 0 and self.warp) else
+                            scale_change(downsample_images(image, self.levels[i]), out, intensity)
                             for i, out in enumerate(outputs))
         return outputs
 
     def call_with_maps(self, inputs, training=None):
         """``call``'s outputs plus the final attention head's maps (colour,
-        keep mask), from one forward pass. Only for ``output="attention"``."""
+        keep mask, flow or None without a warp head), from one forward pass.
+        Only for ``output="attention"``."""
         if self.output_kind != "attention":
             raise ValueError("call_with_maps needs a generator with attention heads")
         image, condition = inputs
         image = ops.cast(image, "float32")
         coarser, features = self._decode(image, condition, training)
-        colour, keep = self._head_maps(0, features, training)
-        final = keep * image + (1.0 - keep) * colour
-        return (final,) + tuple(reversed(coarser)), colour, keep
+        colour, keep, flow = self._final_maps(features, training)
+        if flow is None:
+            final = keep * image + (1.0 - keep) * colour
+        else:
+            final = warp_blend(image, colour, keep, flow)[0]
+        return (final,) + tuple(reversed(coarser)), colour, keep, flow
 
     def final_maps(self, inputs):
         """The final attention head's maps, for compositing at a higher
         resolution than R: (colour [B, R, R, 3] in [-1, 1], mask [B, R, R, 1]
         in [0, 1]; 1 keeps the source). Only for ``output="attention"``."""
+        return self.final_maps_and_flow(inputs)[:2]
+
+    def final_maps_and_flow(self, inputs):
+        """``final_maps`` plus the warp head's flow [B, R, R, 2] (dy, dx in
+        fractions of the size; None without a warp head)."""
         if self.output_kind != "attention":
             raise ValueError("final_maps needs a generator with attention heads (output='attention')")
         image, condition = inputs
         _, features = self._decode(image, condition, training=False)
-        return self._head_maps(0, features, training=False)
+        return self._final_maps(features, training=False)
 
     def get_config(self):
         cfg = super().get_config()
@@ -220,7 +298,7 @@ class Generator(keras.Model):
                    base_channels=self.base_channels, downsamples=self.downsamples,
                    res_blocks=self.res_blocks, norm=self.norm, skips=self.skips,
                    conditioning=self.conditioning, output=self.output_kind,
-                   max_channels=self.max_channels,
+                   max_channels=self.max_channels, warp=self.warp, max_flow=self.max_flow,
                    expressions=list(self.expressions) if self.expressions else None)
         return cfg
 

@@ -46,6 +46,49 @@ def downsample_images(images, size):
     return ops.average_pool(images, pool_size=factor, strides=factor, padding="valid")
 
 
+def warp_images(images, flow):
+    """Backward warp with bilinear sampling: ``out[p] = images[p + flow[p]]``.
+
+    The flow is in fractions of the image size (dy as a share of the height,
+    dx of the width), so one flow field predicted at R moves a crop of any
+    size S the same way once it is resized to S. Samples outside the image
+    take the nearest border pixel. Differentiable in both arguments (the
+    gradient to the flow comes through the bilinear weights).
+
+    Args:
+      images: [B, H, W, C] float.
+      flow: [B, H, W, 2] float (dy, dx) in fractions of H and W.
+
+    Returns:
+      [B, H, W, C] float32.
+    """
+    images = ops.cast(images, "float32")
+    flow = ops.cast(flow, "float32")
+    shape = ops.shape(images)
+    height, width = shape[1], shape[2]
+    h, w = ops.cast(height, "float32"), ops.cast(width, "float32")
+    rows = ops.arange(height, dtype="float32")[None, :, None]
+    cols = ops.arange(width, dtype="float32")[None, None, :]
+    y = ops.clip(rows + flow[..., 0] * h, 0.0, h - 1.0)
+    x = ops.clip(cols + flow[..., 1] * w, 0.0, w - 1.0)
+    y0, x0 = ops.floor(y), ops.floor(x)
+    wy, wx = (y - y0)[..., None], (x - x0)[..., None]
+    y0 = ops.cast(y0, "int32")
+    x0 = ops.cast(x0, "int32")
+    y1 = ops.minimum(y0 + 1, height - 1)
+    x1 = ops.minimum(x0 + 1, width - 1)
+    flat = ops.reshape(images, (shape[0], -1, shape[3]))
+
+    def gather(yy, xx):
+        index = ops.reshape(yy * width + xx, (shape[0], -1, 1))
+        return ops.reshape(ops.take_along_axis(flat, index, axis=1),
+                           (shape[0], height, width, shape[3]))
+
+    top = gather(y0, x0) * (1.0 - wx) + gather(y0, x1) * wx
+    bottom = gather(y1, x0) * (1.0 - wx) + gather(y1, x1) * wx
+    return top * (1.0 - wy) + bottom * wy
+
+
 def shifted_taps_conv(x, kernel):
     """A stride-1 "same" convolution with an odd kernel, computed as ONE 1x1
     matmul to every tap's outputs followed by shifted sums of those outputs.

@@ -43,7 +43,8 @@ def build_generator(config):
         base_channels=config.g_channels, downsamples=config.g_downsamples,
         res_blocks=config.g_res_blocks, norm=config.g_norm, skips=config.g_skips,
         conditioning=config.g_conditioning, output=config.g_output,
-        expressions=config.expressions, name="generator")
+        expressions=config.expressions, warp=config.g_warp, max_flow=config.max_flow,
+        name="generator")
 
 
 def build_critics(config):
@@ -144,7 +145,8 @@ def _build_networks(config):
                           expression_weight=config.expression_weight,
                           mask_sparsity_weight=config.mask_sparsity_weight,
                           mask_smooth_weight=config.mask_smooth_weight,
-                          mask_binary_weight=config.mask_binary_weight)
+                          mask_binary_weight=config.mask_binary_weight,
+                          flow_smooth_weight=config.flow_smooth_weight)
     updates = dict(n_critic=config.n_critic, alternate=config.update_order == "d_then_g")
     if config.model == "stargan":
         discriminator = StarDiscriminator(

@@ -27,7 +27,7 @@ Losses (see losses.py), each reduced over the GLOBAL batch:
 Optional terms (weights 0 by default): colour_l1_weight * L1(C, x_t) and
 mask_sparsity_weight * mean(1 - A) + mask_smooth_weight * TV(A)
 + mask_binary_weight * mean(4 A (1 - A)) on the final attention head
-(colour C, keep mask A); expression_weight * CE(E(G(x, c)), c) with an
+(colour C, keep mask A); flow_smooth_weight * TV(flow) of a warp head; expression_weight * CE(E(G(x, c)), c) with an
 expression classifier E trained beside the critics on real images:
   L_E      = (CE(E(x_t), c) + CE(E(x), c_x)) / 2
 """
@@ -58,6 +58,7 @@ class LossWeights:
     mask_sparsity_weight: float = 0.0  # attention heads: mean changed area of the final mask
     mask_smooth_weight: float = 0.0  # attention heads: total variation of the final mask
     mask_binary_weight: float = 0.0  # attention heads: mean 4 A (1 - A) of the final mask
+    flow_smooth_weight: float = 0.0  # warp head: total variation of the flow field
 
 
 class LevelCritic:
@@ -143,6 +144,8 @@ class PairedGAN(keras.Model):
             names.append("G/colour_l1")
         if w.mask_sparsity_weight or w.mask_smooth_weight or w.mask_binary_weight:
             names += ["G/mask_change", "G/mask_tv", "G/mask_indecision"]
+        if w.flow_smooth_weight:
+            names.append("G/flow_tv")
         if self.expression_classifier is not None:
             names += ["G/expression", "E/loss", "E/accuracy"]
         names += ["D/loss", "D/real", "D/fake"]
@@ -237,8 +240,13 @@ class PairedGAN(keras.Model):
         condition = tf.one_hot(tf.cast(data["target_label"], tf.int32), self.num_classes)
         extra = 0.0  # G's terms on the attention maps and from E
         mask_terms = w.mask_sparsity_weight or w.mask_smooth_weight or w.mask_binary_weight
-        if w.colour_l1_weight or mask_terms:
-            fakes, colour, keep = self.generator.call_with_maps((source, condition), training=True)
+        if w.colour_l1_weight or mask_terms or w.flow_smooth_weight:
+            fakes, colour, keep, flow = self.generator.call_with_maps((source, condition),
+                                                                      training=True)
+            if w.flow_smooth_weight:
+                flow_tv = losses.total_variation(flow)
+                values["G/flow_tv"] = _average(flow_tv)
+                extra = extra + w.flow_smooth_weight * flow_tv
             if w.colour_l1_weight:
                 colour_l1 = losses.l1_loss(colour, target)
                 values["G/colour_l1"] = _average(colour_l1)

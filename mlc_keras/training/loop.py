@@ -99,7 +99,8 @@ def dry_run(config, stream=None):
 
 def init_generator(generator, path):
     """Copies the weights of the .keras generator at ``path`` into ``generator``
-    (same architecture, checked weight by weight)."""
+    (same architecture, checked weight by weight; a warp head that the source
+    lacks keeps its zero start)."""
     import keras
 
     if not os.path.isfile(path):
@@ -109,7 +110,13 @@ def init_generator(generator, path):
     except Exception as e:  # a damaged or foreign file
         raise WorkdirError(f"--init_generator={path}: not a loadable .keras model "
                            f"({type(e).__name__})") from None
-    theirs, ours = source.weights, generator.weights
+    theirs = source.weights
+    # A warp head (--g_warp) is the one part a source generator may lack: it
+    # starts at zero, so the continued generator begins with no motion.
+    flow = getattr(generator, "flow_head", None)
+    new = {id(w) for w in flow.weights} if flow is not None and not getattr(
+        source, "warp", False) else set()
+    ours = [w for w in generator.weights if id(w) not in new]
     shapes = lambda ws: [tuple(w.shape) for w in ws]  # noqa: E731
     if shapes(theirs) != shapes(ours):
         raise WorkdirError(

@@ -1,0 +1,140 @@
+"""The warp head (--g_warp): a bilinear backward warp, a generator whose final
+level moves the input along a predicted flow before the mask blends it, the
+same motion at full resolution in compositing and in the exported graph, and
+a warp head added to a trained generator that starts with no motion."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mlc_keras.config import make_config
+from mlc_keras.inference import composite as composite_lib
+from mlc_keras.inference import export
+from mlc_keras.models.layers import warp_images
+from mlc_keras.training.build import build_gan, build_generator
+from mlc_keras.training.loop import init_generator
+from test_gan import batch, gradients
+from tiny import tiny_overrides
+
+TINY = dict(resolution=16, g_downsamples=1, critic_levels="8", g_channels=4, g_res_blocks=1,
+            expressions="neutral,happy")
+
+
+def images(size, n=2, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
+
+
+def constant_flow(n, size, dy, dx):
+    flow = np.zeros((n, size, size, 2), np.float32)
+    flow[..., 0], flow[..., 1] = dy, dx
+    return flow
+
+
+def set_head(generator, keep_logit, flow_logits=(0.0, 0.0)):
+    """Constant maps: the keep mask's logit and the flow head's (pre-tanh) output."""
+    bias = generator.heads[0].bias.numpy()
+    bias[3] = keep_logit
+    generator.heads[0].bias.assign(bias)
+    generator.flow_head.kernel.assign(np.zeros(generator.flow_head.kernel.shape, np.float32))
+    generator.flow_head.bias.assign(np.array(flow_logits, np.float32))
+
+
+def test_warp_images_moves_pixels_by_a_fraction_of_the_size():
+    x = images(8)
+    np.testing.assert_array_equal(warp_images(x, constant_flow(2, 8, 0, 0)).numpy(), x)
+    # dx = 2/8 samples two columns to the right; dy = -1/8 one row up
+    out = warp_images(x, constant_flow(2, 8, 0, 2 / 8)).numpy()
+    np.testing.assert_allclose(out[:, :, :-2], x[:, :, 2:], atol=1e-6)
+    np.testing.assert_allclose(out[:, :, -2:], x[:, :, -1:].repeat(2, axis=2), atol=1e-6)  # border
+    out = warp_images(x, constant_flow(2, 8, -1 / 8, 0)).numpy()
+    np.testing.assert_allclose(out[:, 1:], x[:, :-1], atol=1e-6)
+    half = warp_images(x, constant_flow(2, 8, 0, 0.5 / 8)).numpy()
+    np.testing.assert_allclose(half[:, :, :-1], (x[:, :, 1:] + x[:, :, :-1]) / 2, atol=1e-6)
+
+
+def test_warp_gradient_moves_the_flow_toward_the_target():
+    ramp = np.tile(np.linspace(-1, 1, 16, dtype=np.float32)[None, None, :, None], (1, 16, 1, 3))
+    target = warp_images(ramp, constant_flow(1, 16, 0, 1 / 16)).numpy()
+    flow = tf.Variable(constant_flow(1, 16, 0, 0))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.abs(warp_images(ramp, flow)[:, :, 2:-2] - target[:, :, 2:-2]))
+    grad = tape.gradient(loss, flow).numpy()
+    assert grad[..., 1].sum() < 0  # descending it raises dx toward +1/16
+    np.testing.assert_allclose(grad[..., 0], 0.0)  # the ramp has no vertical structure
+
+
+def test_generator_warp_moves_the_source_where_the_mask_keeps_it():
+    generator = build_generator(make_config(g_warp=True, max_flow=0.25, **TINY)).build_for_inputs()
+    x, c = images(16), tf.one_hot([1, 0], 2)
+    set_head(generator, keep_logit=30.0)
+    np.testing.assert_allclose(generator((x, c))[0].numpy(), x, atol=1e-5)  # no motion yet
+    set_head(generator, keep_logit=30.0, flow_logits=(0.0, float(np.arctanh(0.5))))
+    moved = warp_images(x, constant_flow(2, 16, 0, 0.125)).numpy()  # 0.25 * tanh = 2 px right
+    outputs = generator((x, c))
+    np.testing.assert_allclose(outputs[0].numpy(), moved, atol=1e-5)
+    fakes, colour, keep, flow = generator.call_with_maps((x, c))
+    np.testing.assert_allclose(fakes[0].numpy(), moved, atol=1e-5)
+    np.testing.assert_allclose(flow.numpy(), constant_flow(2, 16, 0, 0.125), atol=1e-6)
+    # the coarser level keeps the plain attention head (no flow there)
+    np.testing.assert_allclose(fakes[1].numpy(), outputs[1].numpy(), atol=1e-6)
+    # intensity 0 is the source exactly; 0.5 moves half the way
+    zero = generator((x, c, tf.constant([0.0, 0.0])))[0].numpy()
+    np.testing.assert_allclose(zero, x, atol=1e-6)
+    half = generator((x, c, tf.constant([0.5, 0.5])))[0].numpy()
+    np.testing.assert_allclose(half, warp_images(x, constant_flow(2, 16, 0, 0.0625)).numpy(),
+                               atol=1e-5)
+
+
+def test_composite_moves_the_full_resolution_crop_by_the_same_fraction(tmp_path):
+    config = make_config(g_warp=True, max_flow=0.25, **TINY)
+    generator = build_generator(config).build_for_inputs()
+    set_head(generator, keep_logit=30.0, flow_logits=(float(np.arctanh(0.5)), 0.0))
+    crops, ids = images(64), tf.constant([1, 0], tf.int32)
+    out, change = composite_lib.composite(generator, crops, tf.one_hot(ids, 2))
+    # 0.125 of 64 px: the sharp crop itself, 8 rows down, not a resized model image
+    np.testing.assert_allclose(out.numpy()[:, :-8], crops[:, 8:], atol=1e-5)
+    assert float(tf.reduce_max(change)) < 1e-6
+    loaded = tf.saved_model.load(
+        export.export_generator(generator, config, str(tmp_path), "mlc", 1)["saved_model"])
+    served = loaded.signatures["composite"](images=tf.constant(crops), expressions=ids)
+    np.testing.assert_allclose(served["images"].numpy(), out.numpy(), atol=1e-5)
+
+
+def test_a_warp_head_continues_a_trained_generator_with_no_motion(tmp_path):
+    plain = build_generator(make_config(**TINY)).build_for_inputs()
+    path = str(tmp_path / "plain.keras")
+    plain.save(path)
+    warped = build_generator(make_config(g_warp=True, **TINY)).build_for_inputs()
+    init_generator(warped, path)
+    x, c = images(16), tf.one_hot([0, 1], 2)
+    for a, b in zip(plain((x, c)), warped((x, c))):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    # saved and loaded, the warp head and its bound come back
+    import keras
+    warped.flow_head.bias.assign([0.1, -0.2])
+    again_path = str(tmp_path / "warp.keras")
+    warped.save(again_path)
+    again = keras.saving.load_model(again_path, compile=False)
+    assert again.warp and again.max_flow == warped.max_flow
+    np.testing.assert_allclose(again((x, c))[0].numpy(), warped((x, c))[0].numpy(), atol=1e-6)
+
+
+def test_flow_smooth_weight_trains_the_flow_head(tmp_path):
+    config = make_config(**tiny_overrides(tmp_path, g_warp=True, flow_smooth_weight=1.0))
+    gan = build_gan(config)
+    gan.generator.flow_head.kernel.assign(
+        np.random.default_rng(0).normal(0, 0.1, gan.generator.flow_head.kernel.shape))
+    _, values, grads = gradients(gan, batch(config))
+    assert float(values["G/flow_tv"]) > 0
+    kernel_grad = dict((v.path, g) for v, g in grads["G"])[gan.generator.flow_head.kernel.path]
+    assert float(tf.reduce_max(tf.abs(kernel_grad))) > 0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(flow_smooth_weight=1.0), "flow_smooth_weight needs --g_warp"),
+    (dict(g_warp=True, g_output="direct"), "g_warp needs --g_output=attention"),
+    (dict(g_warp=True, max_flow=0.0), "--max_flow=0.0"),
+])
+def test_bad_warp_options_are_refused(overrides, message):
+    with pytest.raises(Exception, match=message):
+        make_config(**overrides)

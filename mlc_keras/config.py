@@ -165,6 +165,10 @@ _SPEC = (
                                 "mask over a moved mouth shows both mouths (doubled lip lines)."),
     ("flow_smooth_weight", 0.0, "--g_warp: weight of the total variation of the flow field "
                                 "(a smooth motion, no tearing)."),
+    ("warp_l1_weight", 0.0, "--g_warp: weight of an L1 between the source moved by the flow "
+                            "alone and the target, at every decoder level (a photometric "
+                            "flow loss, as in unsupervised optical flow: the motion is learnt "
+                            "from coarse levels too, whatever the mask does)."),
     ("init_generator", "", "A new run starts G from this .keras generator (same architecture), "
                            "e.g. mlc_keras/weights/london_neutral_happy_128.keras; D and the "
                            "critics start fresh. Ignored when the run resumes."),
@@ -345,8 +349,9 @@ def validate(config):
                  "mask_binary_weight", "g_warp"):
         if getattr(c, name) and c.g_output != "attention":
             raise ConfigError(f"--{name} needs --g_output=attention (an attention head to train)")
-    if c.flow_smooth_weight and not c.g_warp:
-        raise ConfigError("--flow_smooth_weight needs --g_warp (a flow field to smooth)")
+    for name in ("flow_smooth_weight", "warp_l1_weight"):
+        if getattr(c, name) and not c.g_warp:
+            raise ConfigError(f"--{name} needs --g_warp (a flow field to train)")
     if not 0.0 < c.max_flow <= 0.5:
         raise ConfigError(f"--max_flow={c.max_flow}: must be a fraction of the image size in (0, 0.5]")
     if c.expression_weight and c.model == "stargan":
@@ -355,6 +360,7 @@ def validate(config):
     for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
                  "colour_l1_weight", "expression_weight", "mask_sparsity_weight",
                  "mask_smooth_weight", "mask_binary_weight", "flow_smooth_weight",
+                 "warp_l1_weight",
                  "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
                  "rec_weight"):
         if getattr(c, name) < 0:

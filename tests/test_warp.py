@@ -130,8 +130,30 @@ def test_flow_smooth_weight_trains_the_flow_head(tmp_path):
     assert float(tf.reduce_max(tf.abs(kernel_grad))) > 0
 
 
+def test_warp_l1_pulls_the_flow_toward_the_targets_motion(tmp_path):
+    config = make_config(**tiny_overrides(
+        tmp_path, g_warp=True, warp_l1_weight=1.0, l1_weight=0.0, adv_weight=0.0,
+        photo_weight=0.0, variation_weight=0.0))
+    gan = build_gan(config)
+    r = config.resolution
+    ramp = np.tile(np.linspace(-1, 1, r, dtype=np.float32)[None, None, :, None],
+                   (config.batch_size, r, 1, 3))
+    target = warp_images(ramp, constant_flow(config.batch_size, r, 0, 2 / r))  # content moves left
+    data = {"source": tf.constant(ramp), "target": target,
+            "target_label": tf.ones([config.batch_size], tf.int32),
+            "source_label": tf.zeros([config.batch_size], tf.int32)}
+    _, values, grads = gradients(gan, data)
+    assert float(values["G/warp_l1"]) > 0
+    bias_grad = dict((v.path, g) for v, g in grads["G"])[gan.generator.flow_head.bias.path]
+    assert float(bias_grad[1]) < 0  # descending raises dx, the target's motion
+    # the loss is the source moved alone: it does not reach the colour map or the mask
+    head_grad = dict((v.path, g) for v, g in grads["G"]).get(gan.generator.heads[0].bias.path)
+    assert head_grad is None or float(tf.reduce_max(tf.abs(head_grad))) == 0.0
+
+
 @pytest.mark.parametrize("overrides, message", [
     (dict(flow_smooth_weight=1.0), "flow_smooth_weight needs --g_warp"),
+    (dict(warp_l1_weight=1.0), "warp_l1_weight needs --g_warp"),
     (dict(g_warp=True, g_output="direct"), "g_warp needs --g_output=attention"),
     (dict(g_warp=True, max_flow=0.0), "--max_flow=0.0"),
 ])

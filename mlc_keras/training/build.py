@@ -146,7 +146,8 @@ def _build_networks(config):
                           mask_sparsity_weight=config.mask_sparsity_weight,
                           mask_smooth_weight=config.mask_smooth_weight,
                           mask_binary_weight=config.mask_binary_weight,
-                          flow_smooth_weight=config.flow_smooth_weight)
+                          flow_smooth_weight=config.flow_smooth_weight,
+                          warp_l1_weight=config.warp_l1_weight)
     updates = dict(n_critic=config.n_critic, alternate=config.update_order == "d_then_g")
     if config.model == "stargan":
         discriminator = StarDiscriminator(

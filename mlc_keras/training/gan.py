@@ -27,8 +27,11 @@ Losses (see losses.py), each reduced over the GLOBAL batch:
 Optional terms (weights 0 by default): colour_l1_weight * L1(C, x_t) and
 mask_sparsity_weight * mean(1 - A) + mask_smooth_weight * TV(A)
 + mask_binary_weight * mean(4 A (1 - A)) on the final attention head
-(colour C, keep mask A); flow_smooth_weight * TV(flow) of a warp head; expression_weight * CE(E(G(x, c)), c) with an
-expression classifier E trained beside the critics on real images:
+(colour C, keep mask A); for a warp head, flow_smooth_weight * TV(flow) and
+warp_l1_weight * sum_levels L1(warp(x^l, flow^l), x_t^l) (the source moved
+alone, at every level, so the flow also learns from coarse, long-range
+gradients); expression_weight * CE(E(G(x, c)), c) with an expression
+classifier E trained beside the critics on real images:
   L_E      = (CE(E(x_t), c) + CE(E(x), c_x)) / 2
 """
 
@@ -39,7 +42,7 @@ import tensorflow as tf
 from keras import ops
 
 from mlc_keras.training import losses
-from mlc_keras.models.layers import downsample_images
+from mlc_keras.models.layers import downsample_images, warp_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +62,7 @@ class LossWeights:
     mask_smooth_weight: float = 0.0  # attention heads: total variation of the final mask
     mask_binary_weight: float = 0.0  # attention heads: mean 4 A (1 - A) of the final mask
     flow_smooth_weight: float = 0.0  # warp head: total variation of the flow field
+    warp_l1_weight: float = 0.0  # warp head: L1(source moved by the flow, target) at every level
 
 
 class LevelCritic:
@@ -146,6 +150,8 @@ class PairedGAN(keras.Model):
             names += ["G/mask_change", "G/mask_tv", "G/mask_indecision"]
         if w.flow_smooth_weight:
             names.append("G/flow_tv")
+        if w.warp_l1_weight:
+            names.append("G/warp_l1")
         if self.expression_classifier is not None:
             names += ["G/expression", "E/loss", "E/accuracy"]
         names += ["D/loss", "D/real", "D/fake"]
@@ -240,13 +246,17 @@ class PairedGAN(keras.Model):
         condition = tf.one_hot(tf.cast(data["target_label"], tf.int32), self.num_classes)
         extra = 0.0  # G's terms on the attention maps and from E
         mask_terms = w.mask_sparsity_weight or w.mask_smooth_weight or w.mask_binary_weight
-        if w.colour_l1_weight or mask_terms or w.flow_smooth_weight:
+        if w.colour_l1_weight or mask_terms or w.flow_smooth_weight or w.warp_l1_weight:
             fakes, colour, keep, flow = self.generator.call_with_maps((source, condition),
                                                                       training=True)
             if w.flow_smooth_weight:
                 flow_tv = losses.total_variation(flow)
                 values["G/flow_tv"] = _average(flow_tv)
                 extra = extra + w.flow_smooth_weight * flow_tv
+            if w.warp_l1_weight:
+                warp_l1 = self.warp_l1(source, target, flow)
+                values["G/warp_l1"] = _average(warp_l1)
+                extra = extra + w.warp_l1_weight * warp_l1
             if w.colour_l1_weight:
                 colour_l1 = losses.l1_loss(colour, target)
                 values["G/colour_l1"] = _average(colour_l1)
@@ -283,6 +293,18 @@ class PairedGAN(keras.Model):
         if e_loss is not None:
             critic_loss = e_loss if critic_loss is None else critic_loss + e_loss
         return g_loss + extra + critic_g, d_loss, critic_loss
+
+    def warp_l1(self, source, target, flow):
+        """[B]: L1 between the source moved by the flow alone and the target,
+        summed over the decoder levels (flow and images area-downsampled to
+        each level; the flow is in fractions of the size, so it is the same
+        motion). A bilinear warp's gradient sees one pixel around each sample;
+        at 32 px that pixel is 4 px of the 128 px image."""
+        total = 0.0
+        for level in self.levels:
+            moved = warp_images(downsample_images(source, level), downsample_images(flow, level))
+            total = total + losses.l1_loss(moved, downsample_images(target, level))
+        return total
 
     def expression_losses(self, source, source_label, target, target_label, fake, values):
         """E learns the expression of the real images (source and target);

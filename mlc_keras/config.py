@@ -193,6 +193,11 @@ _SPEC = (
                     "batch; G is then updated once, on the last of those batches, against the "
                     "updated D. Needs --update_order=d_then_g when > 1. (peer: StarGAN 5, "
                     "pix2pix 1)"),
+    ("fused_passes", False, "Call D, each photo and variation critic and each f once per step on "
+                            "real and fake (and source) images stacked on the batch axis, "
+                            "instead of once per image set (issue 14's speed lever; the "
+                            "spectral-norm estimates then take one power iteration per step "
+                            "instead of one per call). --model=stargan stacks nothing."),
     ("update_order", "joint", "joint: one forward pass, then G, D and the critics are updated "
                               "simultaneously from one tape (ours: the cheapest); d_then_g: D "
                               "and the critics are updated first (--n_critic times), then G is "

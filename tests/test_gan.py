@@ -210,3 +210,33 @@ def test_mask_binary_weight_pushes_the_keep_mask_to_a_hard_choice(tmp_path):
     np.testing.assert_allclose(bias_grad[:3], 0.0)  # the colour is not in this loss
     with pytest.raises(Exception, match="mask_binary_weight needs --g_output=attention"):
         make_config(mask_binary_weight=1.0, g_output="direct")
+
+
+def test_fused_passes_give_the_losses_and_gradients_of_separate_calls(tmp_path, monkeypatch):
+    # without spectral norm (whose estimate moves at every training call) the
+    # stacked calls are the same function as the separate ones
+    config = make_config(**tiny_overrides(tmp_path, spectral_norm=False))
+    gan = build_gan(config)
+    data = batch(config)
+    seen = []  # the batch sizes D is called with
+    call = type(gan.discriminator).call
+    monkeypatch.setattr(type(gan.discriminator), "call",
+                        lambda self, inputs, training=None: seen.append(
+                            (self.name, int(inputs[0].shape[0]))) or call(self, inputs, training))
+    separate = gradients(gan, data)
+    b = config.batch_size
+    assert ("discriminator", b) in seen and ("discriminator", 2 * b) not in seen
+    seen.clear()
+    gan.fused_passes = True
+    fused = gradients(gan, data)
+    assert ("discriminator", 2 * b) in seen and ("discriminator", b) not in seen
+    for name in ("D/real", "D/fake", "G/adv") + tuple(
+            k for k in separate[1] if k.startswith(("critic/", "G/critic/"))):
+        np.testing.assert_allclose(float(fused[1][name]), float(separate[1][name]), rtol=1e-5,
+                                   err_msg=name)
+    for role in ("G", "D", "critics"):
+        for (v, a), (_, b) in zip(separate[2][role], fused[2][role]):
+            if a is not None:
+                np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-6,
+                                           err_msg=v.path)
+    assert any(k.startswith("critic/") for k in separate[1])  # the critics were compared

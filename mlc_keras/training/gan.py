@@ -76,6 +76,11 @@ class LevelCritic:
         self.variation = variation
 
 
+def _twice(x):
+    """``x`` stacked twice on the batch axis (the conditioning of a fused pass)."""
+    return tf.concat([x, x], 0)
+
+
 def _average(per_example):
     """[B] per-replica losses -> scalar scaled by the GLOBAL batch."""
     return tf.nn.compute_average_loss(per_example)
@@ -103,8 +108,12 @@ class PairedGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, loss_weights=LossWeights(), seed=0, critics=(),
-                 expression_classifier=None, n_critic=1, alternate=False, **kwargs):
+                 expression_classifier=None, n_critic=1, alternate=False, fused_passes=False,
+                 **kwargs):
         super().__init__(**kwargs)
+        # One call of D (and of each critic and f) on real and fake stacked,
+        # instead of one call each (--fused_passes).
+        self.fused_passes = bool(fused_passes)
         if int(n_critic) < 1 or (int(n_critic) > 1 and not alternate):
             raise ValueError(f"n_critic={n_critic}: must be 1, or > 1 with alternate=True")
         self.n_critic = int(n_critic)
@@ -216,14 +225,19 @@ class PairedGAN(keras.Model):
         eps = keras.random.uniform((ops.shape(real)[0],), seed=self.seed_generator)
         return losses.gradient_penalty(critic_fn, real, fake, eps)
 
-    def _discriminator_losses(self, discriminator_fn, real, fake, values, prefix, logits=None):
+    def _discriminator_losses(self, discriminator_fn, real, fake, values, prefix, logits=None,
+                              pair_fn=None):
         """One discriminator (or critic) against G on (real, fake).
 
         ``logits``: (real, fake) logits when the caller already has them.
+        ``pair_fn``: the discriminator on real and fake stacked on the batch
+        axis (its conditioning stacked twice); used with ``fused_passes``.
         Returns (its loss [B], G's adversarial term against it [B]); the main
         D (prefix "D") also reports its real/fake terms and gradient penalty.
         """
         w = self.loss_weights
+        if logits is None and pair_fn is not None and self.fused_passes:
+            logits = tf.split(pair_fn(tf.concat([real, fake], 0)), 2, axis=0)
         real_logits, fake_logits = logits or (discriminator_fn(real), discriminator_fn(fake))
         d_loss, d_real, d_fake = losses.discriminator_loss(real_logits, fake_logits, w.gan_loss)
         if w.gan_loss == "wgan" and self._pass != "g":  # G's update does not need the penalty
@@ -281,7 +295,9 @@ class PairedGAN(keras.Model):
 
         d_loss, g_adv = self._discriminator_losses(
             lambda image: self.discriminator((image, source, condition), training=True),
-            target, fakes[0], values, "D")
+            target, fakes[0], values, "D",
+            pair_fn=lambda images: self.discriminator((images, _twice(source), _twice(condition)),
+                                                      training=True))
         values["G/adv"] = _average(g_adv)
         g_loss = w.adv_weight * g_adv
         for level, fake in zip(self.levels, fakes):
@@ -449,26 +465,36 @@ class MLCGAN(PairedGAN):
         level = critic.level
         real = downsample_images(target, level)
         source_at_level = downsample_images(source, level)
-        parts = []  # (kind, weight, discriminator fn, real input, fake input)
+        # (kind, weight, discriminator fn, its fn on real and fake stacked, real, fake input)
+        parts = []
         if critic.photo is not None:
             parts.append(("photo", w.photo_weight,
                           lambda image: critic.photo((image, source_at_level, condition), training=True),
+                          lambda images: critic.photo(
+                              (images, _twice(source_at_level), _twice(condition)), training=True),
                           real, fake))
         if critic.variation is not None:
             features = critic.encoder
             # A frozen f stays the same function: its spectral-norm estimates
             # are not refined either (training=False).
             training = features.trainable
-            source_features = features(source_at_level, training=training)
+            if self.fused_passes:  # f once on source, real and fake stacked
+                source_features, real_features, fake_features = tf.split(
+                    features(tf.concat([source_at_level, real, fake], 0), training=training), 3)
+            else:
+                source_features = features(source_at_level, training=training)
+                real_features = features(real, training=training)
+                fake_features = features(fake, training=training)
             parts.append(("variation", w.variation_weight,
                           lambda variation: critic.variation((variation, None, condition),
                                                              training=True),
-                          features(real, training=training) - source_features,
-                          features(fake, training=training) - source_features))
+                          lambda variations: critic.variation((variations, None, _twice(condition)),
+                                                              training=True),
+                          real_features - source_features, fake_features - source_features))
         g_terms, critic_loss = 0.0, 0.0
-        for kind, weight, critic_fn, real_input, fake_input in parts:
+        for kind, weight, critic_fn, pair_fn, real_input, fake_input in parts:
             loss, g_term = self._discriminator_losses(critic_fn, real_input, fake_input, values,
-                                                      f"critic/{level}/{kind}")
+                                                      f"critic/{level}/{kind}", pair_fn=pair_fn)
             values[f"critic/{level}/{kind}"] = _average(loss)
             values[f"G/critic/{level}/{kind}"] = _average(g_term)
             critic_loss = critic_loss + loss

@@ -7,7 +7,7 @@ How well one training step uses the machine (command only):
 Reports the machine, s/step and images/s at the configured setting, the FLOPs
 of one training step (counted from the traced graph), the achieved GFLOP/s,
 the float32 matmul rate of this machine and achieved / matmul against the
-target of 75 %. Every training flag works (--resolution, --batch_size,
+target of 80 % (issue 14). Every training flag works (--resolution, --batch_size,
 --jit_compile, --strategy, --flagfile, ...; see mlc_keras/config.py). How the
 FLOPs are counted: mlc_keras/tools/benchmark/flops.py.
 """

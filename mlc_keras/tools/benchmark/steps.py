@@ -11,7 +11,7 @@ from mlc_keras import config as config_lib
 from mlc_keras.tools.benchmark.flops import count_graph_flops, profiler_flops
 from mlc_keras.tools.benchmark.machine import machine_info, measure_matmul
 
-TARGET_UTILISATION = 0.75  # achieved GFLOP/s as a fraction of the measured matmul rate
+TARGET_UTILISATION = 0.80  # issue 14: achieved GFLOP/s as a fraction of the measured matmul rate
 
 
 def data_specs(batch, resolution):

@@ -194,11 +194,13 @@ class Generator(keras.Model):
             flow = self.max_flow * ops.tanh(raw)
         return colour, keep, flow
 
-    def _final_image(self, features, image, training=None):
+    def _final_image(self, features, image, training=None, intensity=None):
+        """The final level's image; ``intensity`` only for a warp head (it
+        scales the flow and the changed share, ``warp_blend``)."""
         if not self.warp:
             return self._to_image(0, features, image, training)
         colour, keep, flow = self._final_maps(features, training)
-        return warp_blend(image, colour, keep, flow)[0]
+        return warp_blend(image, colour, keep, flow, intensity)[0]
 
     def _to_image(self, index, features, image, training=None):
         if self.output_kind == "direct":
@@ -249,11 +251,7 @@ class Generator(keras.Model):
         image = ops.cast(image, "float32")
         coarser, features = self._decode(image, condition, training)
         intensity = inputs[2] if len(inputs) > 2 else None
-        if self.warp and intensity is not None:
-            colour, keep, flow = self._final_maps(features, training)
-            final = warp_blend(image, colour, keep, flow, intensity)[0]
-        else:
-            final = self._final_image(features, image, training)
+        final = self._final_image(features, image, training, intensity)
         outputs = (final,) + tuple(reversed(coarser))
         if intensity is not None:
             outputs = tuple(out if (i == 0 and self.warp) else

@@ -2,7 +2,8 @@
 computed at the model's R, applied to the sharp aligned crop at its own size S.
 
 Where the mask keeps the source (mask = 1), the output is the crop's own
-pixels (moved along the upsampled flow, for a generator with a warp head); only where the model changes the face does its (upsampled) colour
+pixels (moved along the upsampled flow, for a generator with a warp head);
+only where the model changes the face does its (upsampled) colour
 show. So a 128 px model edits a 256 px (or larger) crop without blurring the
 rest of it, and there is no double contour: nothing of the model's own
 re-drawing of unchanged regions is used. The same function runs in the

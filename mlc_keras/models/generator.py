@@ -139,9 +139,11 @@ class Generator(keras.Model):
         self.conditioning = conditioning
         self.output_kind = output
         if warp and output != "attention":
-            raise ValueError("warp=True needs output='attention' (the mask blends the warped input)")
+            raise ValueError("warp=True needs output='attention' (the mask blends the warped "
+                             "input)")
         if not 0.0 < float(max_flow) <= 0.5:
-            raise ValueError(f"max_flow {max_flow}: expected a fraction of the image size in (0, 0.5]")
+            raise ValueError(f"max_flow {max_flow}: expected a fraction of the image size in "
+                             "(0, 0.5]")
         self.warp = bool(warp)
         self.max_flow = float(max_flow)
         # Class names in id order (metadata for users of a saved model).

@@ -169,6 +169,11 @@ _SPEC = (
                             "alone and the target, at every decoder level (a photometric "
                             "flow loss, as in unsupervised optical flow: the motion is learnt "
                             "from coarse levels too, whatever the mask does)."),
+    ("flow_target_weight", 0.0, "--g_warp: weight of an L1 (in pixels of --resolution) between "
+                                "the flow and the landmark motion from source to target (a "
+                                "thin-plate spline through dlib's 68 points; the London importer "
+                                "stores them): supervised motion of the lips and cheeks, where "
+                                "the photometric loss finds too little."),
     ("init_generator", "", "A new run starts G from this .keras generator (same architecture), "
                            "e.g. mlc_keras/weights/london_neutral_happy_128.keras; D and the "
                            "critics start fresh. Ignored when the run resumes."),
@@ -354,9 +359,12 @@ def validate(config):
                  "mask_binary_weight", "g_warp"):
         if getattr(c, name) and c.g_output != "attention":
             raise ConfigError(f"--{name} needs --g_output=attention (an attention head to train)")
-    for name in ("flow_smooth_weight", "warp_l1_weight"):
+    for name in ("flow_smooth_weight", "warp_l1_weight", "flow_target_weight"):
         if getattr(c, name) and not c.g_warp:
             raise ConfigError(f"--{name} needs --g_warp (a flow field to train)")
+    if c.flow_target_weight and c.dataset == "tfrecord":
+        raise ConfigError("--flow_target_weight needs each pair's face landmarks, which TFRecord "
+                          "shards do not carry; train from the London import (--dataset=london)")
     if not 0.0 < c.max_flow <= 0.5:
         raise ConfigError(f"--max_flow={c.max_flow}: must be a fraction of the image size in "
                           "(0, 0.5]")
@@ -366,7 +374,7 @@ def validate(config):
     for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
                  "colour_l1_weight", "expression_weight", "mask_sparsity_weight",
                  "mask_smooth_weight", "mask_binary_weight", "flow_smooth_weight",
-                 "warp_l1_weight",
+                 "warp_l1_weight", "flow_target_weight",
                  "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
                  "rec_weight"):
         if getattr(c, name) < 0:

@@ -177,6 +177,34 @@ def test_import_registered_pairs(small_london, tmp_path, aligner):
                               align.load_image(plain_by_key[(s, "happy")]))
     with open(tmp_path / "reg" / "import.json") as f:
         assert json.load(f)["params"]["register"] is True
+    # each crop's landmarks are stored beside the manifest; the smile's are carried through
+    # the registration, so outside the mouth they sit on the neutral ones
+    from mlc_keras.data import register
+    from mlc_keras.data.manifest import read_landmarks
+
+    size, points = read_landmarks(registered, [by_key[(s, "neutral")], by_key[(s, "happy")]])
+    assert size == 128 and points.shape == (2, 68, 2)
+    outside = list(register.OUTSIDE_MOUTH)
+    np.testing.assert_allclose(points[1][outside], points[0][outside], atol=0.01)
+    assert np.abs(points[1][list(register.MOUTH)] - points[0][list(register.MOUTH)]).max() > 1.0
+
+
+def test_training_with_a_flow_target_on_registered_london_pairs(small_london, tmp_path, aligner):
+    from mlc_keras.config import make_config
+    from mlc_keras.training.loop import train
+    from tiny import tiny_overrides
+
+    data, _ = small_london
+    config = make_config(**tiny_overrides(
+        tmp_path, dataset="london", data_dir=str(data), london_register=True,
+        import_resolution=64, test_fraction=0.0, expressions="neutral,happy",
+        source_expression="any", identity_pairs=False, g_warp=True, flow_target_weight=1.0,
+        train_steps=2, checkpoint_every=2, sample_every=0))
+    train(config)
+    with open(os.path.join(config.workdir, "metrics.jsonl")) as f:
+        last = json.loads(f.readlines()[-1])
+    # a fresh flow head is at rest, so the loss is the landmark motion itself: a smile moves
+    assert 0.01 < last["G/flow_target"] < 5.0
 
 
 def test_smiling_without_neutral_skipped(small_london, tmp_path, aligner):

@@ -165,3 +165,82 @@ def test_manifest_round_trip_and_errors(tmp_path):
     (tmp_path / "missing.csv").write_text("path,subject,expression\nnope.png,a,happy\n")
     with pytest.raises(ManifestError, match="does not exist"):
         read_manifest(str(tmp_path / "missing.csv"))
+
+
+def test_flow_targets_travel_with_their_pair_and_flip_with_it():
+    pairs, images = _stream_setup()
+    rng = np.random.default_rng(4)
+    flows = rng.normal(0, 0.05, (len(pairs), 8, 8, 2)).astype(np.float32)
+    raw = images.astype(np.float32) / 127.5 - 1
+    seen = {"flipped": 0, "unflipped": 0}
+    for batch in _take(pipeline.training_dataset(pairs, images, 5, seed=3, flows=flows), 12):
+        assert batch["flow_target"].shape == (5, 8, 8, 2)
+        for src, tgt, flow in zip(batch["source"], batch["target"], batch["flow_target"]):
+            for k in range(len(pairs)):
+                s, t = raw[pairs.src[k]], raw[pairs.tgt[k]]
+                if np.allclose(src, s) and np.allclose(tgt, t):
+                    np.testing.assert_allclose(flow, flows[k])
+                    seen["unflipped"] += 1
+                    break
+                if np.allclose(src, s[:, ::-1]) and np.allclose(tgt, t[:, ::-1]):
+                    mirrored = flows[k][:, ::-1] * np.array([1.0, -1.0], np.float32)
+                    np.testing.assert_allclose(flow, mirrored)
+                    seen["flipped"] += 1
+                    break
+            else:
+                raise AssertionError("an element matches no pair")
+    assert seen["flipped"] > 5 and seen["unflipped"] > 5
+    # without flows the element keeps its four keys
+    assert "flow_target" not in _take(pipeline.training_dataset(pairs, images, 5, seed=3), 1)[0]
+
+
+def test_flipped_flow_moves_the_flipped_image_the_same_way():
+    from mlc_keras.models.layers import warp_images
+
+    rng = np.random.default_rng(5)
+    image = rng.uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
+    flow = rng.normal(0, 0.1, (1, 8, 8, 2)).astype(np.float32)
+    moved_then_flipped = warp_images(image, flow).numpy()[:, :, ::-1]
+    flipped_then_moved = warp_images(image[:, :, ::-1].copy(), pipeline.flip_flows(flow)).numpy()
+    np.testing.assert_allclose(flipped_then_moved, moved_then_flipped, atol=1e-5)
+
+
+def test_pair_flows_follow_the_landmarks_and_need_them():
+    import dataclasses
+
+    from mlc_keras.data.register import landmark_flow
+
+    recs = records_for({"a": ["neutral", "happy"]})
+    pairs, _ = pipeline.build_pairs(recs, VOCAB, ("a",))  # a->a (identity) and a->a happy
+    with pytest.raises(pipeline.DataError, match="carry no face landmarks"):
+        pipeline.pair_flows(pairs, 16)
+    rng = np.random.default_rng(6)
+    points = rng.uniform(8, 24, (len(pairs.paths), 68, 2)).astype(np.float32)
+    pairs = dataclasses.replace(pairs, points=points, crop_size=32)
+    flows = pipeline.pair_flows(pairs, 16)
+    assert flows.shape == (len(pairs), 16, 16, 2)
+    for k, (s, t) in enumerate(zip(pairs.src, pairs.tgt)):
+        if s == t:
+            assert not flows[k].any()
+        else:
+            np.testing.assert_allclose(flows[k], landmark_flow(points[s], points[t], 32, 16))
+            assert np.abs(flows[k]).max() > 0
+
+
+def test_read_landmarks_names_what_is_missing(tmp_path):
+    import json
+
+    from mlc_keras.data.manifest import LANDMARKS_NAME, read_landmarks
+
+    manifest = tmp_path / "manifest.csv"
+    paths = [str(tmp_path / "images" / "1_neutral.png"), str(tmp_path / "images" / "1_happy.png")]
+    with pytest.raises(ManifestError, match="no face landmarks beside manifest"):
+        read_landmarks(manifest, paths)
+    points = np.arange(136, dtype=np.float32).reshape(68, 2)
+    (tmp_path / LANDMARKS_NAME).write_text(json.dumps(
+        {"crop_size": 256, "points": {"1_neutral.png": points.tolist()}}))
+    with pytest.raises(ManifestError, match="has no entry '1_happy.png'"):
+        read_landmarks(manifest, paths)
+    size, table = read_landmarks(manifest, paths[:1])
+    assert size == 256 and table.shape == (1, 68, 2)
+    np.testing.assert_array_equal(table[0], points)

@@ -51,6 +51,45 @@ def test_register_target_pins_the_anchors_and_frees_the_mouth():
     assert register.landmark_distance(moved, source) < 1e-6
 
 
+def test_landmark_flow_moves_the_source_onto_the_target_points():
+    from mlc_keras.models.layers import warp_images
+
+    rng = np.random.default_rng(1)
+    source = rng.uniform(16, 48, (68, 2))
+    target = source.copy()
+    target[list(register.MOUTH)] += np.array([3.0, -2.0])  # the mouth moves 3 px right, 2 up
+    flow = register.landmark_flow(source, target, crop_size=64, resolution=64)
+    assert flow.shape == (64, 64, 2) and flow.dtype == np.float32
+    # at a moved landmark the flow points back to where it was on the source (dy, dx)
+    x, y = np.rint(target[50]).astype(int)
+    np.testing.assert_allclose(flow[y, x] * 64, [2.0, -3.0], atol=0.6)
+    # the crop's border does not move
+    assert np.abs(flow[0]).max() * 64 < 0.1 and np.abs(flow[:, -1]).max() * 64 < 0.1
+    # a blob at a source mouth point lands on the same target point once warped
+    image = blob_image(source[57]).astype(np.float32)[None]
+    moved = warp_images(image, flow[None]).numpy()[0]
+    assert np.hypot(*(np.array(peak(moved)) - target[57])) < 1.0
+    # the same motion at half the resolution: fractions of the size, not pixels
+    half = register.landmark_flow(source, target, crop_size=64, resolution=32)
+    pooled = flow.reshape(32, 2, 32, 2, 2).mean(axis=(1, 3))  # the same pixel centres
+    assert np.abs(half - pooled).mean() * 64 < 0.05 and np.abs(half - pooled).max() * 64 < 0.5
+
+
+def test_landmark_flow_stays_finite_where_lip_corners_coincide():
+    rng = np.random.default_rng(2)
+    source = rng.uniform(16, 48, (68, 2))
+    source[60], source[64] = source[48], source[54]  # dlib puts inner corners on the outer ones
+    target = source.copy()
+    target[48] += [-2.0, -2.0]  # the outer corner moves, the inner one at its place does not
+    flow = register.landmark_flow(source, target, crop_size=64, resolution=64)
+    assert np.isfinite(flow).all() and np.abs(flow).max() * 64 < 5.0
+
+
+def test_landmark_flow_refuses_mismatched_points():
+    with pytest.raises(ValueError, match="two \\(N, 2\\) arrays of one shape"):
+        register.landmark_flow(np.zeros((68, 2)), np.zeros((67, 2)), 64, 64)
+
+
 def test_landmarks_in_crop_invert_the_crop_matrix():
     from mlc_keras.data.align import AlignedFace, Face
 

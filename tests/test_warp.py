@@ -3,6 +3,8 @@ level moves the input along a predicted flow before the mask blends it, the
 same motion at full resolution in compositing and in the exported graph, and
 a warp head added to a trained generator that starts with no motion."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -151,7 +153,38 @@ def test_warp_l1_pulls_the_flow_toward_the_targets_motion(tmp_path):
     assert head_grad is None or float(tf.reduce_max(tf.abs(head_grad))) == 0.0
 
 
+def test_flow_target_pulls_the_flow_toward_the_landmark_motion(tmp_path):
+    config = make_config(**tiny_overrides(
+        tmp_path, g_warp=True, flow_target_weight=1.0, l1_weight=0.0, adv_weight=0.0,
+        photo_weight=0.0, variation_weight=0.0))
+    gan = build_gan(config)
+    r, b = config.resolution, config.batch_size
+    data = batch(config)
+    data["flow_target"] = tf.constant(constant_flow(b, r, -1 / r, 2 / r))
+    _, values, grads = gradients(gan, data)
+    # a flow head at zero is 1 px (dy) and 2 px (dx) off: the mean over both is 1.5 px
+    np.testing.assert_allclose(float(values["G/flow_target"]), 1.5, rtol=0.05)
+    by_path = dict((v.path, g) for v, g in grads["G"])
+    bias_grad = by_path[gan.generator.flow_head.bias.path]
+    assert float(bias_grad[0]) > 0 and float(bias_grad[1]) < 0  # toward dy < 0, dx > 0
+    head_grad = by_path.get(gan.generator.heads[0].bias.path)
+    assert head_grad is None or float(tf.reduce_max(tf.abs(head_grad))) == 0.0
+
+
+def test_a_flow_target_without_landmarks_is_refused_before_training(tmp_path):
+    from mlc_keras.data.manifest import ManifestError
+    from mlc_keras.training.loop import train
+
+    config = make_config(**tiny_overrides(tmp_path, g_warp=True, flow_target_weight=1.0))
+    with pytest.raises(ManifestError, match="no face landmarks beside manifest .*synthetic"):
+        train(config)
+    assert not os.path.isdir(os.path.join(config.workdir, "checkpoints"))
+
+
 @pytest.mark.parametrize("overrides, message", [
+    (dict(flow_target_weight=1.0), "flow_target_weight needs --g_warp"),
+    (dict(g_warp=True, flow_target_weight=1.0, dataset="tfrecord", data_dir="x"),
+     "TFRecord shards do not carry"),
     (dict(flow_smooth_weight=1.0), "flow_smooth_weight needs --g_warp"),
     (dict(warp_l1_weight=1.0), "warp_l1_weight needs --g_warp"),
     (dict(g_warp=True, g_output="direct"), "g_warp needs --g_output=attention"),

@@ -18,6 +18,9 @@ COLUMNS = ("path", "subject", "expression", "split")
 SPLITS = ("train", "test", "")
 MANIFEST_NAME = "manifest.csv"  # what every source writes into its output folder
 IMPORT_NAME = "import.json"  # beside it: what an importer did ({..., "summary": {...}})
+# Beside it too, when the importer knows them: each crop's 68 face landmarks,
+# {"crop_size": S, "points": {"<file name>": [[x, y], ...]}} in crop pixels.
+LANDMARKS_NAME = "landmarks.json"
 
 
 class ManifestError(UserError, ValueError):
@@ -81,6 +84,36 @@ def read_manifest(path, check_files=True):
     if not records:
         raise ManifestError(f"manifest {path!r} lists no images")
     return records
+
+
+def read_landmarks(manifest_path, paths):
+    """The landmarks the importer stored beside ``manifest_path``, for ``paths``.
+
+    Returns (crop_size, float32 [N, 68, 2] in the order of ``paths``).
+    Raises ManifestError naming the file when it is absent or lacks one of
+    the images (an import made before landmarks were kept: import again).
+    """
+    import numpy as np
+
+    where = os.path.join(os.path.dirname(os.path.abspath(manifest_path)), LANDMARKS_NAME)
+    if not os.path.isfile(where):
+        raise ManifestError(f"no face landmarks beside manifest {manifest_path!r} (expected "
+                            f"{where!r}); only the London importer writes them: import again "
+                            "with --dataset=london")
+    try:
+        stored = read_json(where)
+        size = int(stored["crop_size"])
+        points = stored["points"]
+        table = np.array([points[os.path.basename(p)] for p in paths], np.float32)
+    except KeyError as e:
+        raise ManifestError(f"landmarks file {where!r} has no entry {e.args[0]!r}; import the "
+                            "data set again") from None
+    except (OSError, ValueError, TypeError) as e:
+        raise ManifestError(f"landmarks file {where!r} is unreadable: {e}") from None
+    if table.ndim != 3 or table.shape[1:] != (68, 2):
+        raise ManifestError(f"landmarks file {where!r}: expected 68 (x, y) points per image, got "
+                            f"shape {table.shape[1:]}")
+    return size, table
 
 
 def dataset_root(data_dir, label, layout_help):

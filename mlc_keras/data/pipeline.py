@@ -4,6 +4,9 @@ Contract of every training element (a dict, batched with the GLOBAL batch):
   source        [B, R, R, 3] float32 in [-1, 1]
   target        [B, R, R, 3] float32 in [-1, 1]
   target_label  [B] int32, source_label [B] int32  (ids in the vocabulary)
+  flow_target   [B, R, R, 2] float32, only when asked for: the landmark
+                motion from source to target (``pair_flows``), flipped with
+                the pair
 
 The stream is a pure function of (seed, position): epoch e visits the pairs
 in the permutation drawn from (seed, e), and the flips of the batch at
@@ -30,6 +33,8 @@ class PairSet:
 
     paths: image files; subjects / labels: per image.
     src, tgt: [P] int32 image indices; src_label, tgt_label: [P] int32.
+    points: optional float32 [N, 68, 2] face landmarks per image, (x, y) in
+      pixels of a ``crop_size`` crop (the importer's; see ``pair_flows``).
     """
 
     paths: tuple
@@ -37,6 +42,8 @@ class PairSet:
     labels: np.ndarray
     src: np.ndarray
     tgt: np.ndarray
+    points: np.ndarray = None
+    crop_size: int = 0
 
     @property
     def src_label(self):
@@ -228,13 +235,37 @@ def decode_images(paths, resolution):
     return np.concatenate(chunks, 0) if chunks else np.zeros((0, resolution, resolution, 3), np.uint8)
 
 
-def training_dataset(pairs, images, global_batch, seed, start_step=0, flip=True):
+def pair_flows(pairs, resolution):
+    """float32 [P, R, R, 2]: for each pair, the backward flow that moves the
+    source's landmarks onto the target's (``register.landmark_flow``; (dy, dx)
+    in fractions of the size). A pair of an image with itself has none.
+    Raises DataError when the pairs carry no landmarks."""
+    from mlc_keras.data.register import landmark_flow
+
+    if pairs.points is None:
+        raise DataError("the training pairs carry no face landmarks (needed for a flow target)")
+    flows = np.zeros((len(pairs), resolution, resolution, 2), np.float32)
+    for k, (s, t) in enumerate(zip(pairs.src, pairs.tgt)):
+        if s != t:
+            flows[k] = landmark_flow(pairs.points[s], pairs.points[t], pairs.crop_size, resolution)
+    return flows
+
+
+def flip_flows(flows):
+    """The flow of horizontally flipped images: mirrored, its dx negated."""
+    mirrored = tf.reverse(flows, [2])
+    return tf.concat([mirrored[..., :1], -mirrored[..., 1:]], axis=-1)
+
+
+def training_dataset(pairs, images, global_batch, seed, start_step=0, flip=True, flows=None):
     """The infinite, deterministic, resumable training stream (see module doc).
 
     Args:
       pairs: PairSet; images: uint8 [N, R, R, 3] indexed like pairs.paths.
       global_batch: elements per batch (all replicas together).
       start_step: batches already consumed (a resumed run's step).
+      flows: optional float32 [P, R, R, 2] per pair (``pair_flows``): each
+        element then carries its pair's as ``flow_target``.
     """
     num_pairs = len(pairs)
     if num_pairs == 0:
@@ -242,6 +273,7 @@ def training_dataset(pairs, images, global_batch, seed, start_step=0, flip=True)
     images = tf.constant(images)
     src = tf.constant(pairs.src)
     tgt = tf.constant(pairs.tgt)
+    flow_table = None if flows is None else tf.constant(flows, tf.float32)
     labels = tf.constant(pairs.labels)
     start = int(start_step) * int(global_batch)
     start_epoch, offset = divmod(start, num_pairs)
@@ -258,6 +290,7 @@ def training_dataset(pairs, images, global_batch, seed, start_step=0, flip=True)
         t = tf.gather(tgt, pair_idx)
         source = tf_to_float(tf.gather(images, s))
         target = tf_to_float(tf.gather(images, t))
+        flow = None if flow_table is None else tf.gather(flow_table, pair_idx)
         if flip:
             # Batches start at multiples of global_batch, so the first position
             # identifies the batch: its coins are a function of (seed, step).
@@ -266,12 +299,17 @@ def training_dataset(pairs, images, global_batch, seed, start_step=0, flip=True)
             do_flip = tf.reshape(coins < 0.5, [-1, 1, 1, 1])
             source = tf.where(do_flip, tf.reverse(source, [2]), source)
             target = tf.where(do_flip, tf.reverse(target, [2]), target)
-        return {
+            if flow is not None:
+                flow = tf.where(do_flip, flip_flows(flow), flow)
+        element = {
             "source": source,
             "target": target,
             "target_label": tf.gather(labels, t),
             "source_label": tf.gather(labels, s),
         }
+        if flow is not None:
+            element["flow_target"] = flow
+        return element
 
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
         tf.data.AUTOTUNE)

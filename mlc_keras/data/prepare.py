@@ -12,7 +12,7 @@ import os
 import tensorflow as tf
 
 from mlc_keras.data import pipeline, sources
-from mlc_keras.data.manifest import read_manifest
+from mlc_keras.data.manifest import read_landmarks, read_manifest
 
 log = logging.getLogger("mlc_keras")
 
@@ -53,13 +53,17 @@ class PreparedData:
     def num_test_pairs(self):
         return len(self.test_pairs) if self.test_pairs is not None else 0
 
-    def training_dataset(self, global_batch, seed, start_step=0, flip=True):
+    def training_dataset(self, global_batch, seed, start_step=0, flip=True, flow_target=False):
         """pipeline.training_dataset over the decoded set. Under several
         workers each one builds the whole stream and keeps its share of every
         global batch (AutoShardPolicy.DATA), so the stream is the one a single
-        worker would see."""
+        worker would see. ``flow_target``: each element also carries its
+        pair's landmark motion (the pairs must carry landmarks)."""
+        flows = None
+        if flow_target:
+            flows = pipeline.pair_flows(self.train_pairs, self.train_images.shape[1])
         ds = pipeline.training_dataset(self.train_pairs, self.train_images, global_batch, seed,
-                                       start_step=start_step, flip=flip)
+                                       start_step=start_step, flip=flip, flows=flows)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return ds.with_options(options)
@@ -112,6 +116,9 @@ def prepare_data(config):
                             records.train_subjects, records.test_subjects, records.skipped_subjects,
                             records.skipped_images, records.attribution)
     s = select_pairs(config)
+    if config.flow_target_weight:
+        size, points = read_landmarks(s.manifest, s.train_pairs.paths)
+        s.train_pairs = dataclasses.replace(s.train_pairs, points=points, crop_size=size)
     train_images = pipeline.decode_images(s.train_pairs.paths, config.resolution)
     test_images = (pipeline.decode_images(s.test_pairs.paths, config.resolution)
                    if s.test_pairs is not None else None)

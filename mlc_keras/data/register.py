@@ -69,9 +69,7 @@ def register_target(target, target_points, source_points, anchors=OUTSIDE_MOUTH)
     anchors = list(anchors)
     # Keep the crop's corners and edge midpoints fixed, so the spline does not
     # swing the background.
-    s = target.shape[0] - 1
-    frame = np.array([[0, 0], [s, 0], [0, s], [s, s], [s / 2, 0], [0, s / 2], [s, s / 2],
-                      [s / 2, s]], np.float64)
+    frame = _frame(target.shape[0])
     moved_from = np.concatenate([target_points[anchors], frame])
     moved_to = np.concatenate([source_points[anchors], frame])
     registered = tps_warp(target, moved_from, moved_to)
@@ -85,3 +83,60 @@ def landmark_distance(a, b, indices=STABLE):
     """Mean Euclidean distance (pixels) between two (68, 2) landmark sets."""
     a, b = np.asarray(a, np.float64)[list(indices)], np.asarray(b, np.float64)[list(indices)]
     return float(np.mean(np.linalg.norm(a - b, axis=1)))
+
+
+def _frame(size, per_side=2):
+    """Points (x, y) spaced evenly round the border of a crop of ``size`` px:
+    ``per_side`` intervals per side (2: the corners and edge midpoints)."""
+    s = size - 1
+    steps = np.linspace(0.0, s, per_side + 1)
+    edges = [np.stack([steps, np.zeros_like(steps)], 1),
+             np.stack([steps, np.full_like(steps, s)], 1),
+             np.stack([np.zeros_like(steps), steps], 1)[1:-1],
+             np.stack([np.full_like(steps, s), steps], 1)[1:-1]]
+    return np.concatenate(edges)
+
+
+def landmark_flow(source_points, target_points, crop_size, resolution, smoothing=0.1):
+    """The dense motion that moves a source crop onto its target's landmarks.
+
+    A backward flow, the convention of ``models.layers.warp_images``: the
+    output pixel p (in the target's geometry) takes the source at p + flow(p).
+    At each target landmark T_i the flow is S_i - T_i (S_i: the same
+    landmark on the source); a thin-plate spline spreads it between the
+    landmarks, with 32 points round the crop's border held still. For a
+    registered pair (``register_target``) the points outside the mouth
+    coincide, so the flow is the expression's own motion.
+
+    Args:
+      source_points, target_points: (68, 2) (x, y) in pixels of a
+        ``crop_size`` crop.
+      crop_size: the side of the crop the landmarks were measured on.
+      resolution: the side of the flow field returned.
+      smoothing: thin-plate-spline smoothing. Not 0: dlib puts the inner
+        lip corners (60, 64) on or next to the outer ones (48, 54), and an
+        exact spline through two coincident points that move differently is
+        singular (flows of 1e20 px).
+
+    Returns:
+      float32 (resolution, resolution, 2): (dy, dx) as fractions of the size
+      (so the field means the same motion at any resolution).
+    """
+    from scipy.interpolate import RBFInterpolator
+
+    source_points = np.asarray(source_points, np.float64)
+    target_points = np.asarray(target_points, np.float64)
+    if source_points.shape != target_points.shape or source_points.ndim != 2 \
+            or source_points.shape[1] != 2:
+        raise ValueError(f"landmarks must be two (N, 2) arrays of one shape, got "
+                         f"{source_points.shape} and {target_points.shape}")
+    frame = _frame(crop_size, per_side=8)
+    centres = np.concatenate([target_points, frame])
+    motion = np.concatenate([source_points - target_points, np.zeros_like(frame)])
+    spline = RBFInterpolator(centres, motion, kernel="thin_plate_spline", smoothing=smoothing)
+    # Pixel centres of the output grid, in the crop's pixel coordinates.
+    scale = crop_size / resolution
+    coords = (np.arange(resolution, dtype=np.float64) + 0.5) * scale - 0.5
+    xs, ys = np.meshgrid(coords, coords)
+    dxdy = spline(np.stack([xs.ravel(), ys.ravel()], axis=1)).reshape(resolution, resolution, 2)
+    return (dxdy[..., ::-1] / crop_size).astype(np.float32)

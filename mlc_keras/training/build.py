@@ -147,7 +147,8 @@ def _build_networks(config):
                           mask_smooth_weight=config.mask_smooth_weight,
                           mask_binary_weight=config.mask_binary_weight,
                           flow_smooth_weight=config.flow_smooth_weight,
-                          warp_l1_weight=config.warp_l1_weight)
+                          warp_l1_weight=config.warp_l1_weight,
+                          flow_target_weight=config.flow_target_weight)
     updates = dict(n_critic=config.n_critic, alternate=config.update_order == "d_then_g",
                    fused_passes=config.fused_passes)
     if config.model == "stargan":

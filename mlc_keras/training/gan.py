@@ -30,7 +30,8 @@ mask_sparsity_weight * mean(1 - A) + mask_smooth_weight * TV(A)
 (colour C, keep mask A); for a warp head, flow_smooth_weight * TV(flow) and
 warp_l1_weight * sum_levels L1(warp(x^l, flow^l), x_t^l) (the source moved
 alone, at every level, so the flow also learns from coarse, long-range
-gradients); expression_weight * CE(E(G(x, c)), c) with an expression
+gradients) and flow_target_weight * L1(flow, landmark motion) (in pixels;
+the data's ``flow_target``); expression_weight * CE(E(G(x, c)), c) with an expression
 classifier E trained beside the critics on real images:
   L_E      = (CE(E(x_t), c) + CE(E(x), c_x)) / 2
 """
@@ -63,6 +64,7 @@ class LossWeights:
     mask_binary_weight: float = 0.0  # attention heads: mean 4 A (1 - A) of the final mask
     flow_smooth_weight: float = 0.0  # warp head: total variation of the flow field
     warp_l1_weight: float = 0.0  # warp head: L1(source moved by the flow, target) at every level
+    flow_target_weight: float = 0.0  # warp head: L1(flow, landmark motion) in pixels of R
 
 
 class LevelCritic:
@@ -161,6 +163,8 @@ class PairedGAN(keras.Model):
             names.append("G/flow_tv")
         if w.warp_l1_weight:
             names.append("G/warp_l1")
+        if w.flow_target_weight:
+            names.append("G/flow_target")
         if self.expression_classifier is not None:
             names += ["G/expression", "E/loss", "E/accuracy"]
         names += ["D/loss", "D/real", "D/fake"]
@@ -261,7 +265,8 @@ class PairedGAN(keras.Model):
         targets = {level: downsample_images(target, level) for level in self.levels}
         extra = 0.0  # G's terms on the attention maps and from E
         mask_terms = w.mask_sparsity_weight or w.mask_smooth_weight or w.mask_binary_weight
-        if w.colour_l1_weight or mask_terms or w.flow_smooth_weight or w.warp_l1_weight:
+        flow_terms = w.flow_smooth_weight or w.warp_l1_weight or w.flow_target_weight
+        if w.colour_l1_weight or mask_terms or flow_terms:
             fakes, colour, keep, flow = self.generator.call_with_maps((source, condition),
                                                                       training=True)
             if w.flow_smooth_weight:
@@ -272,6 +277,10 @@ class PairedGAN(keras.Model):
                 warp_l1 = self.warp_l1(source, targets, flow)
                 values["G/warp_l1"] = _average(warp_l1)
                 extra = extra + w.warp_l1_weight * warp_l1
+            if w.flow_target_weight:
+                flow_target = losses.flow_l1(flow, tf.cast(data["flow_target"], tf.float32))
+                values["G/flow_target"] = _average(flow_target)
+                extra = extra + w.flow_target_weight * flow_target
             if w.colour_l1_weight:
                 colour_l1 = losses.l1_loss(colour, target)
                 values["G/colour_l1"] = _average(colour_l1)

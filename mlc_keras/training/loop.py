@@ -193,7 +193,8 @@ def _training_input(data, strategy, config, step):
     per_step_batch = pairs_per_step(config)
     if not data.streaming:
         return data.training_dataset(per_step_batch, config.seed, start_step=step,
-                                     flip=config.flip)
+                                     flip=config.flip,
+                                     flow_target=bool(config.flow_target_weight))
 
     def per_pipeline(context):
         per_step = per_step_batch // context.num_input_pipelines  # records a step takes

@@ -164,6 +164,18 @@ def mask_indecision(keep):
     return _per_example_mean(4.0 * keep * (1.0 - keep))
 
 
+def flow_l1(flow, target):
+    """[B]: mean |flow - target| over pixels and both components, in pixels
+    of the flow's own resolution (flows are fractions of the size).
+
+    Args:
+      flow, target: [B, H, W, 2] (dy, dx) as fractions of H and W.
+    """
+    flow, target = tf.cast(flow, tf.float32), tf.cast(target, tf.float32)
+    size = tf.cast(tf.stack([tf.shape(flow)[1], tf.shape(flow)[2]]), tf.float32)
+    return _per_example_mean(tf.abs(flow - target) * size)
+
+
 def total_variation(mask):
     """Mean absolute difference between neighbouring pixels, per example
     (GANimation's smoothness term, normalised by the pixel count).

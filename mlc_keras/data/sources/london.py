@@ -30,8 +30,9 @@ import time
 import numpy as np
 
 from mlc_keras.data import align
-from mlc_keras.data.manifest import (IMPORT_NAME, MANIFEST_NAME, ManifestError, Record, dataset_root,
-                                     read_import_summary, read_manifest, write_manifest)
+from mlc_keras.data.manifest import (IMPORT_NAME, LANDMARKS_NAME, MANIFEST_NAME, ManifestError,
+                                     Record, dataset_root, read_import_summary, read_manifest,
+                                     write_manifest)
 from mlc_keras.data.sources import Source
 from mlc_keras.images import read_json, write_json_atomic, write_png_atomic
 
@@ -218,6 +219,7 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
         "eye_dist": float(eye_dist),
         "landmark_points": int(getattr(aligner, "landmark_points", 68)),
         "inputs": _fingerprint(inputs),
+        "landmarks": True,  # landmarks.json written beside the manifest
     }
     if register:  # a new key only when used: earlier caches stay valid
         params["register"] = True
@@ -247,7 +249,7 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
                          "reason": f"no neutral source photo {NEUTRAL_DIR}/{s}_03.jpg"})
 
     # Mark the output incomplete until the new manifest and import.json exist.
-    for name in (IMPORT_NAME, MANIFEST_NAME):
+    for name in (IMPORT_NAME, MANIFEST_NAME, LANDMARKS_NAME):
         if os.path.exists(os.path.join(out_dir, name)):
             os.remove(os.path.join(out_dir, name))
     images_dir = os.path.join(out_dir, IMAGES_DIR)
@@ -256,7 +258,7 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
     subjects = sorted(neutral)
     total = len(subjects) + sum(1 for s in subjects if s in smiling)
     done = 0
-    records, written = [], set()
+    records, written, landmarks = [], set(), {}
     every = max(1, total // 10)
 
     def aligned_crop(subject, path, template):
@@ -292,7 +294,8 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
                 say(f"london: {done}/{total} photos aligned ({time.perf_counter() - start:.1f} s)")
         if register and len(crops) == 2:
             try:
-                crops["happy"], distances = _register_pair(crops, points, aligner, smiling[subject])
+                crops["happy"], distances, points = _register_pair(crops, points, aligner,
+                                                                   smiling[subject])
                 registration.append(distances)
             except align.ImageError as e:
                 fail(subject, e.path or smiling[subject], str(e), e)
@@ -302,6 +305,8 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
             write_png_atomic(out, crop)
             written.add(os.path.basename(out))
             records.append(Record(out, subject, expression, ""))
+            if points.get(expression) is not None:
+                landmarks[os.path.basename(out)] = np.round(points[expression], 3).tolist()
 
     if not records:
         raise ManifestError(
@@ -312,6 +317,9 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
     for name in os.listdir(images_dir):
         if _OUTPUT_RE.match(name) and name not in written:
             os.remove(os.path.join(images_dir, name))
+    write_json_atomic(os.path.join(out_dir, LANDMARKS_NAME),
+                      {"crop_size": resolution, "points": landmarks}, indent=None,
+                      sort_keys=False)
     write_manifest(manifest_path, records)
     seconds = time.perf_counter() - start
     unpaired = [s for s in subjects if s not in smiling and f"{s}_neutral.png" in written]
@@ -347,10 +355,11 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
 
 def _register_pair(crops, points, aligner, happy_path):
     """The happy crop warped onto the neutral crop's geometry outside the
-    mouth, and the mean stable-landmark distance (px) before and after, the
-    latter measured by detecting the landmarks again on the warped crop.
-    ``points``: each crop's landmarks (from the photo's detection), or None
-    (template-aligned: detected on the crop)."""
+    mouth, the mean stable-landmark distance (px) before and after (the
+    latter measured by detecting the landmarks again on the warped crop), and
+    both crops' landmarks ({expression: (68, 2)}: the happy ones carried
+    through the warp). ``points``: each crop's landmarks (from the photo's
+    detection), or None (template-aligned: detected on the crop)."""
     from mlc_keras.data import register
 
     def landmarks(crop, path):
@@ -360,9 +369,10 @@ def _register_pair(crops, points, aligner, happy_path):
     if source_points is None:
         source_points = landmarks(crops["neutral"], "neutral crop of " + happy_path)
     target_points = points["happy"]
-    warped, _ = register.register_target(crops["happy"], target_points, source_points)
+    warped, moved = register.register_target(crops["happy"], target_points, source_points)
     after = register.landmark_distance(landmarks(warped, "registered " + happy_path), source_points)
-    return warped, (register.landmark_distance(target_points, source_points), after)
+    return (warped, (register.landmark_distance(target_points, source_points), after),
+            {"neutral": source_points, "happy": moved})
 
 
 LONDON_ATTRIBUTION = (

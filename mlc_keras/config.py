@@ -93,6 +93,11 @@ _SPEC = (
                                "outside the mouth (thin-plate spline on dlib's 68 landmarks, "
                                "data/register.py): the head moves between the two shots, and a "
                                "pixel loss against an unregistered target teaches two mouths."),
+    ("london_register_anchors", "outside_mouth", "--london_register: the landmarks pinned to "
+                                                 "the neutral shot: outside_mouth (all 48) or "
+                                                 "rigid (upper jaw, nose bridge, eye corners; "
+                                                 "the chin's drop and the eyes' squint stay in "
+                                                 "the target)."),
     ("test_subjects", (), "Subjects held out for testing, by id (overrides the manifest's split "
                           "column and --test_fraction); a listed id missing from the data is an "
                           "error."),
@@ -336,6 +341,7 @@ def validate(config):
     choice("dataset", DATASETS)
     choice("strategy", STRATEGIES)
     choice("mixed_precision", PRECISIONS)
+    choice("london_register_anchors", ("outside_mouth", "rigid"))
     choice("feature_encoder", FEATURE_ENCODERS)
     choice("gan_loss", GAN_LOSSES)
     choice("g_norm", NORMS)

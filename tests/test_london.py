@@ -187,6 +187,20 @@ def test_import_registered_pairs(small_london, tmp_path, aligner):
     outside = list(register.OUTSIDE_MOUTH)
     np.testing.assert_allclose(points[1][outside], points[0][outside], atol=0.01)
     assert np.abs(points[1][list(register.MOUTH)] - points[0][list(register.MOUTH)]).max() > 1.0
+    # registered on the rigid points only, the eyelids and the chin keep the smile's own motion
+    rigid = london.import_london(data, tmp_path / "rigid", resolution=128, aligner=aligner,
+                                 progress=False, register=True, anchors="rigid")
+    rigid_key = {(r.subject, r.expression): r.path for r in read_manifest(rigid)}
+    _, rigid_points = read_landmarks(rigid, [rigid_key[(s, "neutral")], rigid_key[(s, "happy")]])
+    pinned = list(register.RIGID)
+    free = [i for i in register.OUTSIDE_MOUTH if i not in register.RIGID]
+    np.testing.assert_allclose(rigid_points[1][pinned], rigid_points[0][pinned], atol=0.01)
+    assert np.abs(rigid_points[1][free] - rigid_points[0][free]).max() > 0.5
+    with open(tmp_path / "rigid" / "import.json") as f:
+        assert json.load(f)["params"]["register_anchors"] == "rigid"
+    with pytest.raises(ValueError, match="anchors 'lips': must be one of outside_mouth, rigid"):
+        london.import_london(data, tmp_path / "bad", resolution=128, aligner=aligner,
+                             progress=False, register=True, anchors="lips")
 
 
 def test_training_with_a_flow_target_on_registered_london_pairs(small_london, tmp_path, aligner):

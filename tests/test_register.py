@@ -75,6 +75,16 @@ def test_landmark_flow_moves_the_source_onto_the_target_points():
     assert np.abs(half - pooled).mean() * 64 < 0.05 and np.abs(half - pooled).max() * 64 < 0.5
 
 
+def test_anchor_sets_are_the_configs_choices():
+    from mlc_keras.config import ConfigError, make_config
+
+    assert set(register.RIGID) < set(register.STABLE)
+    for name in register.ANCHOR_SETS:
+        assert make_config(london_register_anchors=name).london_register_anchors == name
+    with pytest.raises(ConfigError, match="--london_register_anchors=lips: expected one of"):
+        make_config(london_register_anchors="lips")
+
+
 def test_landmark_flow_stays_finite_where_lip_corners_coincide():
     rng = np.random.default_rng(2)
     source = rng.uniform(16, 48, (68, 2))

@@ -19,6 +19,11 @@ OUTSIDE_MOUTH = tuple(range(0, 48))
 # The points a smile moves least (brows, nose bridge and tip, eyes, upper jaw):
 # used to measure how well two shots are registered.
 STABLE = tuple(range(0, 4)) + tuple(range(13, 17)) + tuple(range(17, 48))
+# The points fixed to the skull: upper jaw, nose bridge, the eyes' corners.
+# Pinning only these removes the head's motion and keeps all of the
+# expression's: the chin's drop, the eyelids' squint, the brows.
+RIGID = tuple(range(0, 4)) + tuple(range(13, 17)) + (27, 28, 29, 30, 36, 39, 42, 45)
+ANCHOR_SETS = {"outside_mouth": OUTSIDE_MOUTH, "rigid": RIGID}
 
 
 def tps_warp(image, moved_from, moved_to, smoothing=0.0):

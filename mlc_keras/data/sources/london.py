@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from mlc_keras.data import align
+from mlc_keras.data import register as register_lib
 from mlc_keras.data.manifest import (IMPORT_NAME, LANDMARKS_NAME, MANIFEST_NAME, ManifestError,
                                      Record, dataset_root, read_import_summary, read_manifest,
                                      write_manifest)
@@ -162,7 +163,7 @@ def _load_cached(out_dir, params):
 
 def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_bad=False,
                   progress=True, aligner=None, eye_y=align.DEFAULT_EYE_Y,
-                  eye_dist=align.DEFAULT_EYE_DIST, register=False):
+                  eye_dist=align.DEFAULT_EYE_DIST, register=False, anchors="outside_mouth"):
     """Aligns the London Set into square crops and writes a manifest.
 
     Args:
@@ -185,6 +186,10 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
         outside the mouth (``data.register``), so that a pixel loss between
         the two compares only the expression. ``import.json`` records the
         mean stable-landmark distance before and after.
+      anchors: the landmarks registration pins (``register.ANCHOR_SETS``):
+        ``outside_mouth`` (all 48 outside the mouth) or ``rigid`` (upper
+        jaw, nose bridge, eye corners: the chin, eyelids and brows keep
+        the expression's motion).
 
     Returns:
       str, the path of ``out_dir/manifest.csv``.
@@ -221,8 +226,13 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
         "inputs": _fingerprint(inputs),
         "landmarks": True,  # landmarks.json written beside the manifest
     }
+    if anchors not in register_lib.ANCHOR_SETS:
+        raise ValueError(f"anchors {anchors!r}: must be one of "
+                         f"{', '.join(register_lib.ANCHOR_SETS)}")
     if register:  # a new key only when used: earlier caches stay valid
         params["register"] = True
+        if anchors != "outside_mouth":
+            params["register_anchors"] = anchors
     cached = _load_cached(out_dir, params)
     if cached is not None:
         say(f"london: reusing {manifest_path} ({cached.get('imported', '?')} images, "
@@ -294,8 +304,8 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
                 say(f"london: {done}/{total} photos aligned ({time.perf_counter() - start:.1f} s)")
         if register and len(crops) == 2:
             try:
-                crops["happy"], distances, points = _register_pair(crops, points, aligner,
-                                                                   smiling[subject])
+                crops["happy"], distances, points = _register_pair(
+                    crops, points, aligner, smiling[subject], register_lib.ANCHOR_SETS[anchors])
                 registration.append(distances)
             except align.ImageError as e:
                 fail(subject, e.path or smiling[subject], str(e), e)
@@ -353,7 +363,7 @@ def import_london(data_dir, out_dir, resolution=256, use_templates=False, skip_b
     return manifest_path
 
 
-def _register_pair(crops, points, aligner, happy_path):
+def _register_pair(crops, points, aligner, happy_path, anchors):
     """The happy crop warped onto the neutral crop's geometry outside the
     mouth, the mean stable-landmark distance (px) before and after (the
     latter measured by detecting the landmarks again on the warped crop), and
@@ -369,7 +379,8 @@ def _register_pair(crops, points, aligner, happy_path):
     if source_points is None:
         source_points = landmarks(crops["neutral"], "neutral crop of " + happy_path)
     target_points = points["happy"]
-    warped, moved = register.register_target(crops["happy"], target_points, source_points)
+    warped, moved = register.register_target(crops["happy"], target_points, source_points,
+                                              anchors)
     after = register.landmark_distance(landmarks(warped, "registered " + happy_path), source_points)
     return (warped, (register.landmark_distance(target_points, source_points), after),
             {"neutral": source_points, "happy": moved})
@@ -386,10 +397,13 @@ def prepare(config, cache_dir):
     tag = "templates" if config.london_use_templates else "detector"
     if config.london_register:
         tag += "_registered"
+        if config.london_register_anchors != "outside_mouth":
+            tag += f"_{config.london_register_anchors}"
     out = os.path.join(cache_dir, f"london_{config.import_resolution}_{tag}")
     return import_london(config.data_dir, out, resolution=config.import_resolution,
                          use_templates=config.london_use_templates,
-                         skip_bad=config.skip_bad_images, register=config.london_register)
+                         skip_bad=config.skip_bad_images, register=config.london_register,
+                         anchors=config.london_register_anchors)
 
 
 SOURCE = Source("london", prepare, attribution=LONDON_ATTRIBUTION)

@@ -110,8 +110,8 @@ def landmark_flow(source_points, target_points, crop_size, resolution, smoothing
     At each target landmark T_i the flow is S_i - T_i (S_i: the same
     landmark on the source); a thin-plate spline spreads it between the
     landmarks, with 32 points round the crop's border held still. For a
-    registered pair (``register_target``) the points outside the mouth
-    coincide, so the flow is the expression's own motion.
+    registered pair (``register_target``) the pinned anchors coincide, so
+    the flow is the expression's own motion.
 
     Args:
       source_points, target_points: (68, 2) (x, y) in pixels of a

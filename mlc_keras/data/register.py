@@ -26,6 +26,15 @@ RIGID = tuple(range(0, 4)) + tuple(range(13, 17)) + (27, 28, 29, 30, 36, 39, 42,
 ANCHOR_SETS = {"outside_mouth": OUTSIDE_MOUTH, "rigid": RIGID}
 
 
+def _thin_plate(moved_from, moved_to, smoothing=0.0):
+    """The thin-plate spline that maps each point of ``moved_from`` onto the
+    same row of ``moved_to`` ((N, 2) each): a callable on (M, 2) points."""
+    from scipy.interpolate import RBFInterpolator
+
+    return RBFInterpolator(np.asarray(moved_from, np.float64), np.asarray(moved_to, np.float64),
+                           kernel="thin_plate_spline", smoothing=smoothing)
+
+
 def tps_warp(image, moved_from, moved_to, smoothing=0.0):
     """Warps ``image`` so that the content at ``moved_from`` lands on ``moved_to``.
 
@@ -38,14 +47,12 @@ def tps_warp(image, moved_from, moved_to, smoothing=0.0):
       the warped image, same shape and dtype; pixels that would come from
       outside the image repeat the border.
     """
-    from scipy.interpolate import RBFInterpolator
     from scipy.ndimage import map_coordinates
 
     image = np.asarray(image)
     h, w = image.shape[:2]
     # Backward map: for each output pixel, where to sample the input.
-    spline = RBFInterpolator(np.asarray(moved_to, np.float64), np.asarray(moved_from, np.float64),
-                             kernel="thin_plate_spline", smoothing=smoothing)
+    spline = _thin_plate(moved_to, moved_from, smoothing)
     ys, xs = np.mgrid[0:h, 0:w]
     grid = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
     sample = spline(grid)
@@ -78,10 +85,7 @@ def register_target(target, target_points, source_points, anchors=OUTSIDE_MOUTH)
     moved_from = np.concatenate([target_points[anchors], frame])
     moved_to = np.concatenate([source_points[anchors], frame])
     registered = tps_warp(target, moved_from, moved_to)
-    from scipy.interpolate import RBFInterpolator
-
-    forward = RBFInterpolator(moved_from, moved_to, kernel="thin_plate_spline")
-    return registered, forward(target_points)
+    return registered, _thin_plate(moved_from, moved_to)(target_points)
 
 
 def landmark_distance(a, b, indices=STABLE):
@@ -127,8 +131,6 @@ def landmark_flow(source_points, target_points, crop_size, resolution, smoothing
       float32 (resolution, resolution, 2): (dy, dx) as fractions of the size
       (so the field means the same motion at any resolution).
     """
-    from scipy.interpolate import RBFInterpolator
-
     source_points = np.asarray(source_points, np.float64)
     target_points = np.asarray(target_points, np.float64)
     if source_points.shape != target_points.shape or source_points.ndim != 2 \
@@ -136,12 +138,14 @@ def landmark_flow(source_points, target_points, crop_size, resolution, smoothing
         raise ValueError(f"landmarks must be two (N, 2) arrays of one shape, got "
                          f"{source_points.shape} and {target_points.shape}")
     frame = _frame(crop_size, per_side=8)
-    centres = np.concatenate([target_points, frame])
-    motion = np.concatenate([source_points - target_points, np.zeros_like(frame)])
-    spline = RBFInterpolator(centres, motion, kernel="thin_plate_spline", smoothing=smoothing)
+    # The backward map of tps_warp (target geometry -> where on the source),
+    # minus the identity.
+    spline = _thin_plate(np.concatenate([target_points, frame]),
+                         np.concatenate([source_points, frame]), smoothing)
     # Pixel centres of the output grid, in the crop's pixel coordinates.
     scale = crop_size / resolution
     coords = (np.arange(resolution, dtype=np.float64) + 0.5) * scale - 0.5
     xs, ys = np.meshgrid(coords, coords)
-    dxdy = spline(np.stack([xs.ravel(), ys.ravel()], axis=1)).reshape(resolution, resolution, 2)
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    dxdy = (spline(grid) - grid).reshape(resolution, resolution, 2)
     return (dxdy[..., ::-1] / crop_size).astype(np.float32)

@@ -31,8 +31,8 @@ mask_sparsity_weight * mean(1 - A) + mask_smooth_weight * TV(A)
 warp_l1_weight * sum_levels L1(warp(x^l, flow^l), x_t^l) (the source moved
 alone, at every level, so the flow also learns from coarse, long-range
 gradients) and flow_target_weight * L1(flow, landmark motion) (in pixels;
-the data's ``flow_target``); expression_weight * CE(E(G(x, c)), c) with an expression
-classifier E trained beside the critics on real images:
+the data's ``flow_target``); expression_weight * CE(E(G(x, c)), c) with an
+expression classifier E trained beside the critics on real images:
   L_E      = (CE(E(x_t), c) + CE(E(x), c_x)) / 2
 """
 
@@ -278,7 +278,7 @@ class PairedGAN(keras.Model):
                 values["G/warp_l1"] = _average(warp_l1)
                 extra = extra + w.warp_l1_weight * warp_l1
             if w.flow_target_weight:
-                flow_target = losses.flow_l1(flow, tf.cast(data["flow_target"], tf.float32))
+                flow_target = losses.flow_l1(flow, data["flow_target"])
                 values["G/flow_target"] = _average(flow_target)
                 extra = extra + w.flow_target_weight * flow_target
             if w.colour_l1_weight:
@@ -324,8 +324,9 @@ class PairedGAN(keras.Model):
         """[B]: L1 between the source moved by the flow alone and the target,
         summed over the decoder levels (``targets``: {level: the target
         area-downsampled to it}; source and flow are downsampled the same way;
-        the flow is in fractions of the size, so it is the same motion). A bilinear warp's gradient sees one pixel around each sample;
-        at 32 px that pixel is 4 px of the 128 px image."""
+        the flow is in fractions of the size, so it is the same motion). A
+        bilinear warp's gradient sees one pixel around each sample; at 32 px
+        that pixel is 4 px of the 128 px image."""
         total = 0.0
         for level in self.levels:
             moved = warp_images(downsample_images(source, level), downsample_images(flow, level))

@@ -55,6 +55,10 @@ _SPEC = (
                                    "GPUs) or float16 (mixed_float16, with loss scaling for G, D "
                                    "and the critics). Variables, losses and the spectral-norm "
                                    "power iteration stay float32."),
+    ("remat", False, "Gradient checkpointing: every conv-norm-activation block of G, D, the "
+                     "critics and E keeps only its input for the backward pass and recomputes "
+                     "the rest there (keras.remat). Lowers training memory for about one more "
+                     "forward pass of compute (BENCHMARKS.md, scale out)."),
     ("steps_per_execution", 1, "Train steps per tf.function call (single device only)."),
     ("deterministic", False, "Enable TensorFlow op determinism (slower; for exact reruns)."),
     ("checkpoint_every", 500, "Save a checkpoint every N steps (and at the end)."),

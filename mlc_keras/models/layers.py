@@ -11,10 +11,32 @@ sizes, measured);
 ``SNConv2D`` divides by sigma inside the graph as in Miyato et al. (2018).
 """
 
+import contextlib
+import contextvars
+
 import keras
 from keras import layers, ops
 
 NORMS = ("instance", "batch", "none")
+
+# Set by ``remat_scope`` while networks are built: each ConvNormAct created
+# inside it recomputes its conv and norm outputs in the backward pass.
+_REMAT = contextvars.ContextVar("mlc_keras_remat", default=False)
+
+
+@contextlib.contextmanager
+def remat_scope(enabled=True):
+    """Gradient checkpointing for the ConvNormAct blocks built inside: each
+    keeps only its input for the backward pass and recomputes the conv and
+    norm outputs there (``keras.remat``: their forward pass runs twice).
+    Batch-norm blocks are left out (their moving statistics would be updated
+    twice). A construction-time setting, as Keras's own ``RematScope``;
+    loading a saved model never uses it."""
+    token = _REMAT.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _REMAT.reset(token)
 
 
 def normalization(kind, name):
@@ -204,7 +226,10 @@ class SNConv2D(layers.Layer):
         return kernel / ops.cast(sigma, kernel.dtype)
 
     def call(self, x, training=None):
-        kernel = self.normalized_kernel(bool(training))
+        return self.conv_with(x, self.normalized_kernel(bool(training)))
+
+    def conv_with(self, x, kernel):
+        """The convolution (+ bias) with a given (normalised) kernel."""
         y = ops.conv(ops.cast(x, kernel.dtype), kernel, strides=self.strides, padding="same")
         if self.bias is not None:
             y = y + ops.cast(self.bias, y.dtype)
@@ -230,6 +255,9 @@ class ConvNormAct(layers.Layer):
         self.norm = norm
         self.activation_name = activation
         self.spectral_norm = spectral_norm
+        # batch norm updates its moving statistics in the forward pass, which a
+        # recomputation would repeat
+        self.remat = _REMAT.get() and norm != "batch"
         conv_cls = layers.Conv2DTranspose if transpose else layers.Conv2D
         bias = (norm == "none") if use_bias is None else use_bias
         if spectral_norm and not transpose:
@@ -250,7 +278,24 @@ class ConvNormAct(layers.Layer):
             self.act = layers.Activation(activation)
 
     def call(self, x, training=None):
-        x = self.conv(x, training=training) if self.spectral_norm else self.conv(x)
+        if not self.remat:
+            return self._forward(x, None, training)
+        # The spectral-norm kernel (and its power-iteration update) is computed
+        # once, outside the recomputed part.
+        if self.spectral_norm and not self.conv.built:
+            self.conv.build(x.shape)
+        kernel = self.conv.normalized_kernel(bool(training)) if self.spectral_norm else None
+        if kernel is None:
+            return keras.remat(lambda t: self._forward(t, None, training))(x)
+        return keras.remat(lambda t, k: self._forward(t, k, training))(x, kernel)
+
+    def _forward(self, x, kernel, training):
+        if kernel is not None:
+            x = self.conv.conv_with(x, kernel)
+        elif self.spectral_norm:
+            x = self.conv(x, training=training)
+        else:
+            x = self.conv(x)
         if self.norm_layer is not None:
             x = self.norm_layer(x, training=training)
         if self.act is not None:

@@ -6,7 +6,7 @@ import keras
 from mlc_keras.training.gan import LevelCritic, LossWeights, MLCGAN, PairedGAN, StarGAN
 from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator, StarDiscriminator
 from mlc_keras.models.generator import decoder_levels
-from mlc_keras.models.layers import downsample_images
+from mlc_keras.models.layers import downsample_images, remat_scope
 from mlc_keras.models.precision import policy_scope
 
 
@@ -122,7 +122,7 @@ def build_gan(config, strategy=None):
     if config.model == "copy":
         raise ValueError("--model=copy has no GAN to build (train writes its run folder only)")
     keras.utils.set_random_seed(config.seed)
-    with policy_scope(config.mixed_precision):
+    with policy_scope(config.mixed_precision), remat_scope(config.remat):
         gan = _build_networks(config)
     gan.compile(
         g_optimizer=build_optimizer(config, config.g_lr, "g_optimizer"),

@@ -57,8 +57,9 @@ _SPEC = (
                                    "power iteration stay float32."),
     ("remat", False, "Gradient checkpointing: every conv-norm-activation block of G, D, the "
                      "critics and E keeps only its input for the backward pass and recomputes "
-                     "the rest there (keras.remat). Lowers training memory for about one more "
-                     "forward pass of compute (BENCHMARKS.md, scale out)."),
+                     "the rest there (keras.remat): the same gradients in less memory (2.75 "
+                     "instead of 3.1 GB at 128 px, batch 16) at 1.35x the step time "
+                     "(BENCHMARKS.md, scale out). A resumed run may switch it."),
     ("steps_per_execution", 1, "Train steps per tf.function call (single device only)."),
     ("deterministic", False, "Enable TensorFlow op determinism (slower; for exact reruns)."),
     ("checkpoint_every", 500, "Save a checkpoint every N steps (and at the end)."),
@@ -242,7 +243,7 @@ Config.__doc__ = "The frozen, validated run configuration. See config._SPEC for 
 # Options a resumed run may change without invalidating its checkpoint.
 RUN_CONTROL_FIELDS = frozenset({
     "workdir", "train_steps", "strategy", "cpu_devices", "jit_compile", "steps_per_execution",
-    "deterministic", "checkpoint_every", "keep_checkpoints", "summary_every", "sample_every",
+    "remat", "deterministic", "checkpoint_every", "keep_checkpoints", "summary_every", "sample_every",
     "num_samples", "verbose", "data_dir", "data_cache", "skip_bad_images",
     "init_generator",  # read only when a run starts
 })

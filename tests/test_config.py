@@ -83,8 +83,8 @@ def test_options_round_trip_and_differences():
     a = make_config(g_channels=8)
     b = config_lib.from_dict(__import__("json").loads(config_lib.to_json(a)))
     assert a == b
-    c = make_config(g_channels=16, train_steps=7, workdir="elsewhere")
-    # run-control fields (train_steps, workdir) may change on resume; model fields may not
+    c = make_config(g_channels=16, train_steps=7, workdir="elsewhere", remat=True)
+    # run-control fields (train_steps, workdir, remat) may change on resume; model fields may not
     assert config_lib.model_differences(a, c) == ["g_channels"]
     with pytest.raises(ConfigError, match="unknown field"):
         config_lib.from_dict({"g_channels": 8, "bogus": 1})

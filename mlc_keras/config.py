@@ -243,8 +243,8 @@ Config.__doc__ = "The frozen, validated run configuration. See config._SPEC for 
 # Options a resumed run may change without invalidating its checkpoint.
 RUN_CONTROL_FIELDS = frozenset({
     "workdir", "train_steps", "strategy", "cpu_devices", "jit_compile", "steps_per_execution",
-    "remat", "deterministic", "checkpoint_every", "keep_checkpoints", "summary_every", "sample_every",
-    "num_samples", "verbose", "data_dir", "data_cache", "skip_bad_images",
+    "remat", "deterministic", "checkpoint_every", "keep_checkpoints", "summary_every",
+    "sample_every", "num_samples", "verbose", "data_dir", "data_cache", "skip_bad_images",
     "init_generator",  # read only when a run starts
 })
 

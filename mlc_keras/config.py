@@ -184,6 +184,15 @@ _SPEC = (
                                 "thin-plate spline through dlib's 68 points; the London importer "
                                 "stores them): supervised motion of the lips and cheeks, where "
                                 "the photometric loss finds too little."),
+    ("stages", "", "A staged recipe in one resumable command: stages separated by ';', each "
+                   "a space-separated list of name=value overrides applied on top of the "
+                   "previous stage's options (the first on top of these flags). Each stage "
+                   "continues the previous stage's generator with fresh D, critics, E, "
+                   "optimizers and learning-rate schedule, in WORKDIR/stageK; stages.json "
+                   "records the plan and the training seconds. Export, evaluate and "
+                   "synthesize take WORKDIR and use the last stage. E.g. "
+                   "--stages=\"expression_weight=1 train_steps=2000; mask_sparsity_weight=5 "
+                   "train_steps=300\" (configs/london128_recipe.flags)."),
     ("init_generator", "", "A new run starts G from this .keras generator (same architecture), "
                            "e.g. mlc_keras/weights/london_neutral_happy_128.keras; D and the "
                            "critics start fresh. Ignored when the run resumes."),
@@ -246,6 +255,7 @@ RUN_CONTROL_FIELDS = frozenset({
     "remat", "deterministic", "checkpoint_every", "keep_checkpoints", "summary_every",
     "sample_every", "num_samples", "verbose", "data_dir", "data_cache", "skip_bad_images",
     "init_generator",  # read only when a run starts
+    "stages",  # a staged run's own stage folders hold its stages' options
 })
 
 

@@ -301,6 +301,9 @@ def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=3
     from mlc_keras.evaluation import realism, report
     from mlc_keras.inference.loading import generate
 
+    from mlc_keras.training.checkpoints import final_stage
+
+    workdir = final_stage(workdir)  # a staged run is evaluated on its last stage
     generator, config, checkpoint = _load(workdir)
     step = _step_of(checkpoint)
     data, manifest = _prepare(config, workdir)

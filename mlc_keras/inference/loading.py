@@ -77,7 +77,7 @@ def load_generator(path=None):
     (its newest checkpoint) or, with no path, the model shipped in the
     package (checksum verified). ``model.predict([images, one_hot])[0]`` is
     the final image."""
-    from mlc_keras.training.checkpoints import load_run_generator
+    from mlc_keras.training.checkpoints import final_stage, load_run_generator
 
     if not path:
         from mlc_keras import weights
@@ -86,7 +86,7 @@ def load_generator(path=None):
     path = os.fspath(path)
     if path.endswith(".keras") and os.path.isfile(path):
         return _load_keras(path)
-    if os.path.isfile(os.path.join(path, "options.json")):
+    if os.path.isfile(os.path.join(final_stage(path), "options.json")):
         return load_run_generator(path)[0]
     newest = newest_keras_file(path)
     if newest:
@@ -120,12 +120,13 @@ def load_run(workdir):
     moved). Raises ``training.checkpoints.RunFolderError`` naming the folder."""
     import tensorflow as tf
 
-    from mlc_keras.training.checkpoints import RunFolderError, load_run_generator
+    from mlc_keras.training.checkpoints import RunFolderError, final_stage, load_run_generator
 
     if not workdir:
         raise RunFolderError("--workdir is required")
     if not os.path.isdir(workdir):
         raise RunFolderError(f"--workdir={workdir}: no such folder")
+    workdir = final_stage(workdir)
     if not os.path.isfile(os.path.join(workdir, "options.json")):
         raise RunFolderError(f"--workdir={workdir}: no options.json; is it a training run folder?")
     checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
@@ -450,7 +451,7 @@ def load_model_for_synthesis(path):
       SynthesisError / ExportError / config.ConfigError naming the path.
     """
     from mlc_keras import weights
-    from mlc_keras.training.checkpoints import load_run_generator
+    from mlc_keras.training.checkpoints import final_stage, load_run_generator
 
     def shipped(name):
         return _keras_model(load_generator(weights.path(name)), weights.info(name).get("options"),
@@ -470,7 +471,7 @@ def load_model_for_synthesis(path):
         return _load_keras_file(path)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return _saved_model(path)
-    if os.path.isfile(os.path.join(path, "options.json")):
+    if os.path.isfile(os.path.join(final_stage(path), "options.json")):
         generator, config = load_run_generator(path)
         return _keras_model(generator, dataclasses.asdict(config), path)
     newest = newest_keras_file(path)

@@ -92,11 +92,25 @@ def restore_latest(checkpoint, manager):
     return None
 
 
+STAGES_FILE = "stages.json"  # a --stages run folder (training/stages.py)
+
+
+def final_stage(workdir):
+    """The folder of the last stage of a staged run folder, or ``workdir``
+    itself when it is not one."""
+    path = os.path.join(workdir, STAGES_FILE)
+    if os.path.isfile(os.path.join(workdir, "options.json")) or not os.path.isfile(path):
+        return workdir
+    stages = read_json(path).get("stages") or []
+    return os.path.join(workdir, stages[-1]["folder"]) if stages else workdir
+
+
 def load_run_generator(workdir, checkpoint=None):
     """(generator, config) from a training run folder's options and newest
-    (or the given) checkpoint."""
+    (or the given) checkpoint; a staged run folder gives its last stage's."""
     from mlc_keras.training.build import build_generator
 
+    workdir = final_stage(workdir)
     options = os.path.join(workdir, "options.json")
     if not os.path.isfile(options):
         raise RunFolderError(f"--workdir={workdir}: no options.json; is it a training run folder?")

@@ -231,6 +231,10 @@ def train(config):
     """Trains (or resumes) the run in ``config.workdir``; returns a summary dict."""
     if not config.workdir:
         raise WorkdirError("--workdir is required")
+    if config.stages:
+        from mlc_keras.training.stages import train_stages
+
+        return train_stages(config, train)
     split_cpu(config.cpu_devices)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -1,0 +1,91 @@
+"""--stages: a staged recipe as one resumable command (training/stages.py)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tiny import tiny_overrides
+from mlc_keras.config import ConfigError, make_config
+from mlc_keras.inference.loading import load_generator
+from mlc_keras.training import loop
+from mlc_keras.training.stages import parse_stages, stage_configs, train_stages
+
+
+@pytest.mark.parametrize("text, message", [
+    ("expression_weight", "stage 1: 'expression_weight' is not name=value"),
+    ("train_steps=2; no_such_option=1", "stage 2: unknown option 'no_such_option'"),
+    ("train_steps=2; expressions=neutral,happy", "stage 2: --expressions is fixed"),
+    ("train_steps=two", "stage 1: a value of the wrong type"),
+    ("train_steps=2; gan_loss=nonsense", "--stages: stage 2: --gan_loss"),
+])
+def test_a_bad_stage_is_named_in_one_line(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        stage_configs(make_config(**tiny_overrides(tmp_path, stages=text)))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_stages_apply_their_overrides_cumulatively(tmp_path):
+    config = make_config(**tiny_overrides(
+        tmp_path, init_generator="start.keras",
+        stages="expression_weight=1 train_steps=3;  ; --mask_sparsity_weight=5 train_steps=2"))
+    assert parse_stages(config.stages) == [{"expression_weight": "1", "train_steps": "3"},
+                                           {"mask_sparsity_weight": "5", "train_steps": "2"}]
+    first, second = stage_configs(config)
+    assert (first.expression_weight, first.mask_sparsity_weight, first.train_steps) == (1.0, 0.0, 3)
+    assert (second.expression_weight, second.mask_sparsity_weight, second.train_steps) == (1.0, 5.0, 2)
+    assert first.workdir == os.path.join(config.workdir, "stage1")
+    assert second.workdir == os.path.join(config.workdir, "stage2")
+    assert (first.init_generator, second.init_generator) == ("start.keras", "")
+    assert first.stages == second.stages == ""
+    assert first.lr_decay_start == config.lr_decay_start  # everything else is the command's
+
+
+def _g_weights(model):
+    return [w.numpy() for w in model.weights]
+
+
+def test_staged_run_continues_g_resumes_and_loads_its_last_stage(tmp_path, capsys):
+    config = make_config(**tiny_overrides(
+        tmp_path, train_steps=2, checkpoint_every=2, num_samples=0,
+        stages="train_steps=2; mask_sparsity_weight=5 train_steps=2"))
+    calls = []
+
+    def killed_in_stage_2(stage):
+        calls.append(stage)
+        if stage.workdir.endswith("stage2"):
+            raise KeyboardInterrupt  # the first sitting ends as stage 2 starts
+        return loop.train(stage)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_stages(config, killed_in_stage_2)
+    stage1_g = tmp_path / "run" / "stage1" / "generator.keras"
+    assert stage1_g.is_file()
+    assert calls[1].init_generator == str(stage1_g)
+    # the stage's generator file is its final checkpoint's generator
+    np.testing.assert_array_equal(
+        np.concatenate([w.ravel() for w in _g_weights(load_generator(str(stage1_g)))]),
+        np.concatenate([w.ravel() for w in _g_weights(load_generator(str(tmp_path / "run" / "stage1")))]))
+
+    # the same command again: stage 1 is not trained again, stage 2 starts from its G
+    result = loop.train(config)
+    out = capsys.readouterr().out
+    assert "Already trained to step 2" in out and "G starts from" in out
+    record = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert [s["folder"] for s in record["stages"]] == ["stage1", "stage2"]
+    assert [len(s["sittings"]) for s in record["stages"]] == [1, 1]
+    assert result["seconds"] == pytest.approx(
+        sum(x["seconds"] for s in record["stages"] for x in s["sittings"]))
+    stage2 = json.loads((tmp_path / "run" / "stage2" / "options.json").read_text())
+    assert stage2["mask_sparsity_weight"] == 5.0 and stage2["stages"] == ""
+    # a staged folder loads (and so exports and evaluates) as its last stage
+    last = _g_weights(load_generator(str(tmp_path / "run")))
+    for a, b in zip(last, _g_weights(load_generator(str(tmp_path / "run" / "stage2")))):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        last, _g_weights(load_generator(str(stage1_g)))))  # stage 2 did train G
+    # and once more: nothing left to train, nothing recorded twice
+    loop.train(config)
+    again = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert [len(s["sittings"]) for s in again["stages"]] == [1, 1]

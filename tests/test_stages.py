@@ -1,5 +1,6 @@
 """--stages: a staged recipe as one resumable command (training/stages.py)."""
 
+import dataclasses
 import json
 import os
 
@@ -49,20 +50,32 @@ def _g_weights(model):
 def test_staged_run_continues_g_resumes_and_loads_its_last_stage(tmp_path, capsys):
     config = make_config(**tiny_overrides(
         tmp_path, train_steps=2, checkpoint_every=2, num_samples=0,
-        stages="train_steps=2; mask_sparsity_weight=5 train_steps=2"))
+        stages="train_steps=4; mask_sparsity_weight=5 train_steps=2"))
     calls = []
 
-    def killed_in_stage_2(stage):
+    def killed(stage):  # the first sitting is killed after stage 1's step-2 checkpoint
+        calls.append(stage)
+        loop.train(dataclasses.replace(stage, train_steps=2))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_stages(config, killed)
+    assert not (tmp_path / "run" / "stage1" / "generator.keras").exists()
+    killed_record = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert "running" in killed_record["stages"][0]
+
+    def killed_as_stage_2_starts(stage):  # the second sitting
         calls.append(stage)
         if stage.workdir.endswith("stage2"):
-            raise KeyboardInterrupt  # the first sitting ends as stage 2 starts
+            raise KeyboardInterrupt
         return loop.train(stage)
 
     with pytest.raises(KeyboardInterrupt):
-        train_stages(config, killed_in_stage_2)
+        train_stages(config, killed_as_stage_2_starts)
     stage1_g = tmp_path / "run" / "stage1" / "generator.keras"
     assert stage1_g.is_file()
-    assert calls[1].init_generator == str(stage1_g)
+    assert calls[0].init_generator == "" and calls[2].init_generator == str(stage1_g)
+    assert calls[0].data_cache == calls[2].data_cache == str(tmp_path / "data")
     # the stage's generator file is its final checkpoint's generator
     np.testing.assert_array_equal(
         np.concatenate([w.ravel() for w in _g_weights(load_generator(str(stage1_g)))]),
@@ -71,10 +84,14 @@ def test_staged_run_continues_g_resumes_and_loads_its_last_stage(tmp_path, capsy
     # the same command again: stage 1 is not trained again, stage 2 starts from its G
     result = loop.train(config)
     out = capsys.readouterr().out
-    assert "Already trained to step 2" in out and "G starts from" in out
+    assert "Already trained to step 4" in out and "G starts from" in out
     record = json.loads((tmp_path / "run" / "stages.json").read_text())
     assert [s["folder"] for s in record["stages"]] == ["stage1", "stage2"]
-    assert [len(s["sittings"]) for s in record["stages"]] == [1, 1]
+    first, second = (s["sittings"] for s in record["stages"])
+    assert first[0]["killed"] and first[0]["steps_to"] == 2 and first[0]["seconds"] > 0
+    assert first[1]["steps_to"] == 4 and "killed" not in first[1]
+    assert len(second) == 1 and second[0]["steps_to"] == 2  # the kill before it saved nothing
+    assert all("running" not in s for s in record["stages"])
     assert result["seconds"] == pytest.approx(
         sum(x["seconds"] for s in record["stages"] for x in s["sittings"]))
     stage2 = json.loads((tmp_path / "run" / "stage2" / "options.json").read_text())
@@ -88,4 +105,4 @@ def test_staged_run_continues_g_resumes_and_loads_its_last_stage(tmp_path, capsy
     # and once more: nothing left to train, nothing recorded twice
     loop.train(config)
     again = json.loads((tmp_path / "run" / "stages.json").read_text())
-    assert [len(s["sittings"]) for s in again["stages"]] == [1, 1]
+    assert again["stages"] == record["stages"]

@@ -12,10 +12,12 @@ stage's options (the first stage's on top of the command's own flags)::
 Run folder (``--workdir``)::
 
   stages.json     the plan (each stage's overrides and folder), and for each
-                  stage its steps and the training seconds of every sitting
+                  stage the training seconds of every sitting (a killed sitting
+                  counts up to its last checkpoint)
   stage1/ ...     each stage is an ordinary run folder (options.json,
                   checkpoints/, events/, samples/, ...)
   stageK/generator.keras   the stage's final generator, the next stage's start
+  data/           the imported data set, shared by the stages (unless --data_cache)
 
 Killed anywhere, the same command resumes: finished stages are skipped, the
 stage in progress resumes from its newest checkpoint. Export, evaluate and
@@ -24,6 +26,7 @@ synthesize accept the staged folder and use the last stage.
 
 import dataclasses
 import os
+import time
 
 from mlc_keras import config as config_lib
 from mlc_keras.images import atomic_path, read_json, write_json_atomic
@@ -75,13 +78,26 @@ def stage_configs(config):
                 f"--stages: stage {number}: a value of the wrong type in "
                 f"{' '.join(f'{k}={v}' for k, v in overrides.items())}") from None
         values.update(workdir=os.path.join(config.workdir, f"stage{number}"),
-                      init_generator=config.init_generator if number == 1 else "")
+                      init_generator=config.init_generator if number == 1 else "",
+                      data_cache=config.data_cache or os.path.join(config.workdir, "data"))
         try:
             previous = config_lib.validate(config_lib.Config(**values))
         except config_lib.ConfigError as e:
             raise config_lib.ConfigError(f"--stages: stage {number}: {e}") from None
         configs.append(previous)
     return configs
+
+
+def _killed_sitting(stage_dir, running):
+    """The sitting a kill ended: from its start to its last checkpoint (the
+    steps after that are trained again), or nothing when it saved none."""
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(os.path.join(stage_dir, "checkpoints"))
+    saved = os.path.getmtime(latest + ".index") if latest else 0.0
+    seconds = max(0.0, saved - float(running["since"]))
+    steps = int(latest.rsplit("-", 1)[-1]) if latest and seconds else 0
+    return {"steps_to": steps, "seconds": round(seconds, 1), "killed": True}
 
 
 def _save_generator(stage_dir):
@@ -116,6 +132,10 @@ def train_stages(config, train_one):
     old = record.get("stages", [])  # a changed plan: each stage's options.json check decides
     for i, entry in enumerate(plan):
         entry["sittings"] = old[i].get("sittings", []) if i < len(old) else []
+        if i < len(old) and "running" in old[i]:  # a sitting that was killed
+            killed = _killed_sitting(configs[i].workdir, old[i]["running"])
+            if killed["seconds"]:
+                entry["sittings"].append(killed)
     record = {"stages": plan}
     write_json_atomic(record_path, record, indent=1)
 
@@ -126,12 +146,15 @@ def train_stages(config, train_one):
         print(f"Stage {number} of {len(configs)}: {stage.workdir} ("
               + (" ".join(f"{k}={v}" for k, v in entry["overrides"].items()) or "no overrides")
               + ")", flush=True)
+        entry["running"] = {"since": time.time()}
+        write_json_atomic(record_path, record, indent=1)
         summary = None  # the previous stage's networks can go
         summary = train_one(stage)
+        del entry["running"]
         seconds = float(summary.get("seconds", 0.0))
         if seconds:
             entry["sittings"].append({"steps_to": int(summary["step"]), "seconds": round(seconds, 1)})
-            write_json_atomic(record_path, record, indent=1)
+        write_json_atomic(record_path, record, indent=1)
         start_from = _save_generator(stage.workdir)
     total = sum(s["seconds"] for e in plan for s in e["sittings"])
     print(f"All {len(configs)} stages trained ({total:.0f}s of training over every sitting); "

@@ -49,7 +49,6 @@ command to install it.
 
 import logging
 import os
-import re
 
 import numpy as np
 
@@ -63,11 +62,6 @@ PSNR_CAP_DB = 100.0
 
 class EvaluationError(UserError, ValueError):
     """The workdir cannot be evaluated; the message says why."""
-
-
-def _step_of(checkpoint_path):
-    match = re.search(r"-(\d+)$", checkpoint_path or "")
-    return int(match.group(1)) if match else 0
 
 
 def classification_errors(predicted, labels, expressions):
@@ -301,11 +295,11 @@ def evaluate_run(workdir, output=None, classifier="alexnet", classifier_epochs=3
     from mlc_keras.evaluation import realism, report
     from mlc_keras.inference.loading import generate
 
-    from mlc_keras.training.checkpoints import final_stage
+    from mlc_keras.training.checkpoints import final_stage, step_of
 
     workdir = final_stage(workdir)  # a staged run is evaluated on its last stage
     generator, config, checkpoint = _load(workdir)
-    step = _step_of(checkpoint)
+    step = step_of(checkpoint)
     data, manifest = _prepare(config, workdir)
     expressions = tuple(config.expressions)
     num_classes = len(expressions)

@@ -77,7 +77,7 @@ def load_generator(path=None):
     (its newest checkpoint) or, with no path, the model shipped in the
     package (checksum verified). ``model.predict([images, one_hot])[0]`` is
     the final image."""
-    from mlc_keras.training.checkpoints import final_stage, load_run_generator
+    from mlc_keras.training.checkpoints import is_run_folder, load_run_generator
 
     if not path:
         from mlc_keras import weights
@@ -86,7 +86,7 @@ def load_generator(path=None):
     path = os.fspath(path)
     if path.endswith(".keras") and os.path.isfile(path):
         return _load_keras(path)
-    if os.path.isfile(os.path.join(final_stage(path), "options.json")):
+    if is_run_folder(path):
         return load_run_generator(path)[0]
     newest = newest_keras_file(path)
     if newest:
@@ -451,7 +451,7 @@ def load_model_for_synthesis(path):
       SynthesisError / ExportError / config.ConfigError naming the path.
     """
     from mlc_keras import weights
-    from mlc_keras.training.checkpoints import final_stage, load_run_generator
+    from mlc_keras.training.checkpoints import is_run_folder, load_run_generator
 
     def shipped(name):
         return _keras_model(load_generator(weights.path(name)), weights.info(name).get("options"),
@@ -471,7 +471,7 @@ def load_model_for_synthesis(path):
         return _load_keras_file(path)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return _saved_model(path)
-    if os.path.isfile(os.path.join(final_stage(path), "options.json")):
+    if is_run_folder(path):
         generator, config = load_run_generator(path)
         return _keras_model(generator, dataclasses.asdict(config), path)
     newest = newest_keras_file(path)

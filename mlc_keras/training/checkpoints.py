@@ -6,6 +6,7 @@ May import models/, config, errors, images, training/build; not data/.
 
 import logging
 import os
+import re
 
 import tensorflow as tf
 
@@ -103,6 +104,17 @@ def final_stage(workdir):
         return workdir
     stages = read_json(path).get("stages") or []
     return os.path.join(workdir, stages[-1]["folder"]) if stages else workdir
+
+
+def is_run_folder(path):
+    """``path`` is a training run folder, or a staged one (its last stage is)."""
+    return os.path.isfile(os.path.join(final_stage(path), "options.json"))
+
+
+def step_of(checkpoint_path):
+    """The step in a ``.../ckpt-STEP`` checkpoint path (0 for none)."""
+    match = re.search(r"-(\d+)$", checkpoint_path or "")
+    return int(match.group(1)) if match else 0
 
 
 def load_run_generator(workdir, checkpoint=None):

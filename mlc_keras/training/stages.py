@@ -31,7 +31,7 @@ import time
 from mlc_keras import config as config_lib
 from mlc_keras.images import atomic_path, read_json, write_json_atomic
 
-from mlc_keras.training.checkpoints import STAGES_FILE
+from mlc_keras.training.checkpoints import STAGES_FILE, step_of
 
 GENERATOR_FILE = "generator.keras"
 # Options a stage may not change: they fix the data, the split or the run folder.
@@ -96,7 +96,7 @@ def _killed_sitting(stage_dir, running):
     latest = tf.train.latest_checkpoint(os.path.join(stage_dir, "checkpoints"))
     saved = os.path.getmtime(latest + ".index") if latest else 0.0
     seconds = max(0.0, saved - float(running["since"]))
-    steps = int(latest.rsplit("-", 1)[-1]) if latest and seconds else 0
+    steps = step_of(latest) if seconds else 0
     return {"steps_to": steps, "seconds": round(seconds, 1), "killed": True}
 
 

@@ -33,6 +33,16 @@ held-out subjects are pinned per data set (the seed-0 split, in
 BUDGET/splits/) so that seeds vary the weights and the data order only, and
 every run of a data set shares one data cache and one cached classifier.
 
+The ledger (--ledger, default docs/reproduce/, committed): run folders are
+scratch (runs/ is not kept between sittings on a fresh machine), so each run
+that finishes its evaluation also leaves LEDGER/BUDGET/NAME.json (its numbers,
+its record and the fingerprint of its commands: flags and evaluation options,
+paths left out) and LEDGER/BUDGET/curves/NAME.png (loss curves only, no
+pictures of faces), and the pinned split goes to LEDGER/BUDGET/splits/. A run
+whose ledger entry has the fingerprint the run has now counts as done on any
+machine; one whose commands changed since is run again. Commit the ledger and
+the table fills across sittings and machines.
+
 At the end (and with --report_only) every evaluated run is aggregated into
 BUDGET/report/table.md and table.json: per data set and method, the mean and
 the half-width of the 95 % confidence interval over the seeds, Student t with
@@ -185,12 +195,13 @@ def _cwd(path):
 
 
 class Settings:
-    def __init__(self, budget, output, images, london_dir, seeds):
+    def __init__(self, budget, output, images, london_dir, seeds, ledger=None):
         self.budget, self.images, self.london_dir, self.seeds = budget, images, london_dir, seeds
         custom = images != BUDGETS[budget]
         folder = budget if not custom else (
             f"{budget}_images_" + "_".join(f"{k}{v}" for k, v in sorted(images.items())))
         self.root = os.path.join(output, folder)
+        self.ledger = os.path.join(ledger, folder) if ledger else None
 
     def data_available(self, dataset):
         if dataset != "london":
@@ -229,7 +240,25 @@ class Settings:
         return os.path.join(self.root, run.name)
 
     def split_file(self, dataset):
-        return os.path.join(self.root, "splits", f"{dataset}.json")
+        """Where the pinned split is kept: the ledger's copy when there is a
+        ledger (so every sitting and machine holds out the same subjects)."""
+        return os.path.join(self.ledger or self.root, "splits", f"{dataset}.json")
+
+    def ledger_file(self, run):
+        return os.path.join(self.ledger, f"{run.name}.json") if self.ledger else None
+
+    def ledger_curves(self, run):
+        return os.path.join(self.ledger, "curves", f"{run.name}.png") if self.ledger else None
+
+    def fingerprint(self, run):
+        """What decides a run's numbers: its training flags and evaluation
+        options, machine paths left out (workdir, caches, data folder)."""
+        paths = ("--workdir=", "--data_cache=", "--data_dir=", "--classifier_cache=")
+        split = pinned_split(self, run) if os.path.isfile(self.split_file(run.dataset)) else None
+        train = [a for a in self.train_args(run, split or ["<pinned>"])
+                 if not a.startswith(paths)]
+        return {"train": train, "evaluate": [a for a in self.eval_args(run)
+                                             if not a.startswith(paths)]}
 
     def data_cache(self, dataset):
         return os.path.join(self.root, "data", dataset)
@@ -277,18 +306,67 @@ def evaluated_step(workdir):
         return None
 
 
+def read_finished(workdir):
+    """(eval/results.json, reproduce.json or {}) of an evaluated run folder."""
+    with open(os.path.join(workdir, "eval", "results.json"), encoding="utf-8") as f:
+        results = json.load(f)
+    record = {}
+    if os.path.isfile(os.path.join(workdir, "reproduce.json")):
+        with open(os.path.join(workdir, "reproduce.json"), encoding="utf-8") as f:
+            record = json.load(f)
+    return results, record
+
+
+def ledger_entry(settings, run):
+    """The run's ledger entry if it has the run's current fingerprint, else None."""
+    path = settings.ledger_file(run)
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            entry = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ReproduceError(f"ledger entry {path}: not readable JSON ({e})") from None
+    if entry.get("fingerprint") != settings.fingerprint(run):
+        return None
+    return entry
+
+
+def write_ledger(settings, run):
+    """Copies the numbers of an evaluated run (results.json, reproduce.json,
+    fingerprint) and its curve sheet into the ledger, atomically."""
+    path = settings.ledger_file(run)
+    if not path:
+        return None
+    results, record = read_finished(settings.workdir(run))
+    entry = {"name": run.name, "step": results.get("step"), "results": results,
+             "record": record, "fingerprint": settings.fingerprint(run)}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(entry, f, indent=1, sort_keys=True)
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def state(settings, run):
-    """("done" | "evaluate" | "train" | "skip", detail)."""
+    """("done" | "record" | "evaluate" | "train" | "skip", detail); "record":
+    finished here but not yet copied to the ledger."""
     available, why = settings.data_available(run.dataset)
     if not available:
+        if ledger_entry(settings, run) is not None:
+            return "done", "in the ledger"
         return "skip", why
     steps, _, _ = settings.schedule(run)
     workdir = settings.workdir(run)
     at = checkpoint_step(workdir)
     if at is not None and at >= steps:
         if evaluated_step(workdir) == at:
+            if settings.ledger and ledger_entry(settings, run) is None:
+                return "record", f"trained to step {at} and evaluated; not in the ledger yet"
             return "done", f"trained to step {at} and evaluated"
         return "evaluate", f"trained to step {at}; not evaluated at it"
+    if ledger_entry(settings, run) is not None:
+        return "done", "in the ledger"
     if at is not None:
         return "train", f"resumes at step {at} of {steps}"
     return "train", f"new, {steps} steps"
@@ -385,6 +463,9 @@ def execute(settings, run, echo=False):
     what, detail = state(settings, run)
     if what in ("done", "skip"):
         return what, detail
+    if what == "record":
+        record_finished(settings, run)
+        return "ran", f"{detail}: copied to {settings.ledger_file(run)}"
     workdir = settings.workdir(run)
     os.makedirs(workdir, exist_ok=True)
     steps, per_step, images = settings.schedule(run)
@@ -415,7 +496,34 @@ def execute(settings, run, echo=False):
     code, tail = phase("evaluate", "eval", "mlc_keras.evaluate", settings.eval_args(run))
     if code != 0:
         return "failed", f"evaluation exited with {code}: {_last_line(tail)}"
+    record_finished(settings, run)
     return "ran", f"trained to step {checkpoint_step(workdir)} and evaluated"
+
+
+def record_finished(settings, run, curves=True):
+    """The ledger entry and curve sheet of a run just evaluated here."""
+    if not settings.ledger:
+        return
+    write_ledger(settings, run)
+    if curves:
+        write_curves(settings.workdir(run), settings.ledger_curves(run))
+
+
+def write_curves(workdir, path):
+    """The run's TensorBoard scalars as one PNG at ``path`` (atomic); False
+    when the run has none."""
+    from mlc_keras.training.runtime import configure_cpu
+
+    configure_cpu()
+    from plot_curves import read_scalars, write_sheet
+
+    series = read_scalars(workdir, prefixes=CURVE_PREFIXES)
+    if not series:
+        return False
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_sheet(series, path + ".tmp.png")
+    os.replace(path + ".tmp.png", path)
+    return True
 
 
 def _last_line(text):
@@ -475,14 +583,14 @@ def collect(settings, runs):
     for run in runs:
         workdir = settings.workdir(run)
         at = evaluated_step(workdir)
-        if at is None or at != checkpoint_step(workdir):
-            continue
-        with open(os.path.join(workdir, "eval", "results.json"), encoding="utf-8") as f:
-            results = json.load(f)
-        record = {}
-        if os.path.isfile(os.path.join(workdir, "reproduce.json")):
-            with open(os.path.join(workdir, "reproduce.json"), encoding="utf-8") as f:
-                record = json.load(f)
+        source = "run folder"
+        if at is not None and at == checkpoint_step(workdir):
+            results, record = read_finished(workdir)
+        else:
+            entry = ledger_entry(settings, run)
+            if entry is None:
+                continue
+            results, record, source = entry["results"], entry.get("record", {}), "ledger"
         metrics = {}
         for key, path, _, scale in METRICS:
             value = _get(results, path)
@@ -491,7 +599,7 @@ def collect(settings, runs):
         metrics["train_minutes"] = None if minutes is None else minutes / 60.0
         metrics["images_seen"] = record.get("images_seen")
         found[run.name] = {"run": run, "metrics": metrics, "record": record,
-                           "step": results.get("step")}
+                           "step": results.get("step"), "source": source}
     return found
 
 
@@ -585,22 +693,24 @@ def write_report(settings, runs, curves=True):
              "seeds": settings.seeds, "rows": rows,
              "runs": {name: {"dataset": f["run"].dataset, "method": f["run"].method,
                              "seed": f["run"].seed, "step": f["step"], "metrics": f["metrics"],
-                             "record": f["record"]} for name, f in found.items()},
+                             "record": f["record"], "source": f["source"]}
+                      for name, f in found.items()},
              "missing": [r.name for r in runs if r.name not in found]}
     with open(os.path.join(folder, "table.json"), "w", encoding="utf-8") as f:
         json.dump(table, f, indent=1, sort_keys=True)
     with open(os.path.join(folder, "table.md"), "w", encoding="utf-8") as f:
         f.write(markdown(rows, settings, len(runs), len(found)))
     if curves:
-        from mlc_keras.training.runtime import configure_cpu
-
-        configure_cpu()
-        from plot_curves import read_scalars, write_sheet
+        import shutil
 
         for name, f in found.items():
-            series = read_scalars(settings.workdir(f["run"]), prefixes=CURVE_PREFIXES)
-            if series:
-                write_sheet(series, os.path.join(folder, "curves", f"{name}.png"))
+            target = os.path.join(folder, "curves", f"{name}.png")
+            kept = settings.ledger_curves(f["run"])
+            if f["source"] == "run folder":
+                write_curves(settings.workdir(f["run"]), target)
+            elif kept and os.path.isfile(kept):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copyfile(kept, target)
     return folder
 
 
@@ -638,6 +748,10 @@ def parse_args(argv):
     parser.add_argument("--images", default="",
                         help="override the budget's images seen: synth=N,london=N (the runs "
                              "go to their own folder)")
+    parser.add_argument("--ledger", default=os.path.join(REPO_ROOT, "docs", "reproduce"),
+                        help="where each finished run's numbers and curves are kept for good "
+                             "(LEDGER/BUDGET/NAME.json; default docs/reproduce, committed); "
+                             "'' for none")
     parser.add_argument("--london_dir", default="",
                         help="the London set (default ../shared/data/london)")
     parser.add_argument("--dry_run", action="store_true",
@@ -661,7 +775,8 @@ def parse_args(argv):
                                  "positive N")
         images[key] = int(value)
     return args, Settings(args.budget, os.path.abspath(args.output), images,
-                          args.london_dir, seeds)
+                          args.london_dir, seeds,
+                          os.path.abspath(args.ledger) if args.ledger else None)
 
 
 def select(runs, only):
@@ -698,7 +813,7 @@ def main(argv=None):
                       + " ".join(settings.train_args(run, [split])))
             if what in ("train", "evaluate"):
                 print("    python -m mlc_keras.evaluate " + " ".join(settings.eval_args(run)))
-        todo = sum(state(settings, r)[0] in ("train", "evaluate") for r in runs)
+        todo = sum(state(settings, r)[0] in ("train", "evaluate", "record") for r in runs)
         print(f"{len(runs)} run(s) selected, {todo} to train or evaluate; nothing was run.")
         return 0
     lock = _lock(settings.root)

@@ -5,8 +5,9 @@
 
 Writes mlc_keras/weights/<name>.keras and <name>.json (sha256, the run's
 options with machine-specific paths removed, provenance: step, command, the
-training wall time from the run's TensorBoard events, the CPU, the run's
-held-out subjects from split.json).
+training wall time from the run's TensorBoard events, or for a ``--stages``
+folder the training seconds of every stage from its stages.json, the CPU, the
+run's held-out subjects from split.json). A staged folder ships its last stage.
 """
 
 import argparse
@@ -28,6 +29,21 @@ def wall_seconds(workdir):
         for event in tf.compat.v1.train.summary_iterator(path):
             times.append(event.wall_time)
     return round(max(times) - min(times), 1) if times else None
+
+
+def staged_provenance(workdir):
+    """(total training seconds, per-stage summary) of a ``--stages`` run
+    folder from its stages.json, or (None, None) for a plain run folder."""
+    from mlc_keras.images import read_json
+    from mlc_keras.training import checkpoints
+
+    if checkpoints.final_stage(workdir) == workdir:
+        return None, None
+    stages = read_json(os.path.join(workdir, checkpoints.STAGES_FILE))["stages"]
+    summary = [{"folder": s["folder"], "overrides": s["overrides"],
+                "train_steps": s["train_steps"], "sittings": len(s["sittings"]),
+                "seconds": round(sum(x["seconds"] for x in s["sittings"]), 1)} for s in stages]
+    return round(sum(s["seconds"] for s in summary), 1), summary
 
 
 def cpu_name():
@@ -56,6 +72,7 @@ def main():
     from mlc_keras import config as config_lib
     from mlc_keras import weights
     from mlc_keras.inference.loading import load_run
+    from mlc_keras.training import checkpoints
 
     generator, config, checkpoint = load_run(args.workdir)
     options = dataclasses.asdict(config)
@@ -69,10 +86,14 @@ def main():
         options["data_dir"] = "../shared/data/london"
     options = {**dataclasses.asdict(config_lib.from_dict(options)), "workdir": "", "data_cache": ""}
     step = int(checkpoint.rsplit("-", 1)[-1])
+    staged_seconds, stages = staged_provenance(args.workdir)
+    final = checkpoints.final_stage(args.workdir)
     provenance = {"checkpoint_step": step, "command": args.command,
-                  "train_wall_seconds": wall_seconds(args.workdir),
+                  "train_wall_seconds": staged_seconds or wall_seconds(final),
                   "cpu": cpu_name(), "cores": os.cpu_count(), "note": args.note}
-    split = os.path.join(args.workdir, "split.json")
+    if stages:  # training seconds of every stage and sitting, from stages.json
+        provenance["stages"] = stages
+    split = os.path.join(final, "split.json")
     if os.path.isfile(split):  # the subjects the generator never saw
         from mlc_keras.images import read_json
 

@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
 import reproduce  # noqa: E402
 
 
-def settings(tmp_path, budget="ci"):
+def settings(tmp_path, budget="ci", ledger=None):
     return reproduce.Settings(budget, str(tmp_path / "out"), dict(reproduce.BUDGETS[budget]),
-                              str(tmp_path / "no_london"), [0, 1, 2])
+                              str(tmp_path / "no_london"), [0, 1, 2], ledger)
 
 
 def run_named(name, seeds=(0, 1, 2)):
@@ -71,9 +71,10 @@ def test_budget_is_images_seen_divided_by_pairs_per_step(tmp_path):
 def test_dry_run_lists_runs_states_and_commands_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "out"
     code = reproduce.main(["--budget=full", f"--output={out}", "--only=synth_*_s0,london_mlc_s1",
-                           f"--london_dir={tmp_path / 'no_london'}", "--dry_run"])
+                           f"--london_dir={tmp_path / 'no_london'}", "--dry_run",
+                           f"--ledger={tmp_path / 'ledger'}"])
     text = capsys.readouterr().out
-    assert code == 0 and not out.exists()
+    assert code == 0 and not out.exists() and not (tmp_path / "ledger").exists()
     lines = text.splitlines()
     listed = [line.split()[0] for line in lines if line and not line.startswith((" ", "budget"))]
     assert listed[:-1] == ["synth_copy_s0", "synth_pix2pix_s0", "synth_stargan_s0",
@@ -102,9 +103,58 @@ def test_finished_runs_are_skipped_and_stale_evaluations_redone(tmp_path, capsys
 
     monkeypatch.setattr(subprocess, "Popen", no_process)
     code = reproduce.main(["--budget=ci", f"--output={tmp_path / 'out'}", "--only=synth_mlc_s0",
-                           f"--london_dir={tmp_path / 'no_london'}", "--no_curves"])
+                           f"--london_dir={tmp_path / 'no_london'}", "--no_curves", "--ledger="])
     assert code == 0
     assert "synth_mlc_s0: done (trained to step 2 and evaluated)" in capsys.readouterr().out
+
+
+def test_ledger_keeps_finished_runs_after_their_folders_are_gone(tmp_path, capsys, monkeypatch):
+    """A run folder is scratch; the ledger entry (numbers + fingerprint) is
+    what a later sitting on a fresh machine finds, and a changed command
+    invalidates it."""
+    import shutil
+
+    ledger = tmp_path / "ledger"
+    s = settings(tmp_path, ledger=str(ledger))
+    run = finish(s, "synth_mlc_s0", {"classification": {"generated": {"overall": 0.25}}})
+    assert reproduce.state(s, run)[0] == "record"  # finished here, not yet in the ledger
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a finished run was started again")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    argv = ["--budget=ci", f"--output={tmp_path / 'out'}", f"--ledger={ledger}",
+            f"--london_dir={tmp_path / 'no_london'}", "--no_curves"]
+    assert reproduce.main(argv + ["--only=synth_mlc_s0"]) == 0
+    entry = json.load(open(ledger / "ci" / "synth_mlc_s0.json"))
+    assert entry["step"] == 2 and entry["results"]["classification"]["generated"]["overall"] == 0.25
+    assert "--seed=0" in entry["fingerprint"]["train"]
+    assert not any(a.startswith("--workdir=") for a in entry["fingerprint"]["train"])
+
+    shutil.rmtree(s.workdir(run))  # a fresh machine: no run folder
+    assert reproduce.state(s, run) == ("done", "in the ledger")
+    capsys.readouterr()
+    assert reproduce.main(argv + ["--only=synth_mlc_s0"]) == 0
+    assert "synth_mlc_s0: done (in the ledger)" in capsys.readouterr().out
+    table = json.load(open(tmp_path / "out" / "ci" / "report" / "table.json"))
+    assert table["runs"]["synth_mlc_s0"]["source"] == "ledger"
+    assert math.isclose(table["runs"]["synth_mlc_s0"]["metrics"]["paper_generated_error"], 25.0)
+
+    # London is absent here, but its ledger entries still count
+    london = run_named("london_copy_s0")
+    assert reproduce.state(s, london)[0] == "skip"
+    with open(ledger / "ci" / "london_copy_s0.json", "w") as f:
+        json.dump({"results": {"step": 0}, "fingerprint": s.fingerprint(london)}, f)
+    assert reproduce.state(s, london) == ("done", "in the ledger")
+
+    # a command that changed since the entry was written: the run is not done
+    entry["fingerprint"]["train"].append("--l1_weight=1")
+    with open(ledger / "ci" / "synth_mlc_s0.json", "w") as f:
+        json.dump(entry, f)
+    assert reproduce.state(s, run) == ("train", "new, 2 steps")
+    (ledger / "ci" / "synth_mlc_s0.json").write_text("{not json")
+    with pytest.raises(reproduce.ReproduceError, match="synth_mlc_s0.json: not readable JSON"):
+        reproduce.state(s, run)
 
 
 def test_mean_and_student_t_interval():
@@ -167,7 +217,7 @@ def test_ci_budget_trains_evaluates_then_skips(tmp_path):
     finds it finished (about 2 minutes on 2 shared cores)."""
     command = [sys.executable, os.path.join(REPO_ROOT, "scripts", "reproduce.py"),
                "--budget=ci", f"--output={tmp_path}", "--only=synth_mlc_s0",
-               f"--london_dir={tmp_path / 'no_london'}"]
+               f"--london_dir={tmp_path / 'no_london'}", f"--ledger={tmp_path / 'ledger'}"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     workdir = tmp_path / "ci" / "synth_mlc_s0"
@@ -176,6 +226,10 @@ def test_ci_budget_trains_evaluates_then_skips(tmp_path):
     record = json.loads((workdir / "reproduce.json").read_text())
     assert record["images_seen"] == 8 and record["train_seconds"] > 0
     assert (tmp_path / "ci" / "report" / "curves" / "synth_mlc_s0.png").stat().st_size > 0
+    entry = json.loads((tmp_path / "ledger" / "ci" / "synth_mlc_s0.json").read_text())
+    assert entry["results"]["step"] == 2 and entry["record"]["images_seen"] == 8
+    assert (tmp_path / "ledger" / "ci" / "curves" / "synth_mlc_s0.png").stat().st_size > 0
+    assert (tmp_path / "ledger" / "ci" / "splits" / "synth.json").is_file()
     table = (tmp_path / "ci" / "report" / "table.md").read_text()
     assert "| MLC (critics at R/4 and R/2) | 1 | 8 |" in table
     log_size = (workdir / "train.log").stat().st_size

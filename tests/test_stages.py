@@ -106,3 +106,32 @@ def test_staged_run_continues_g_resumes_and_loads_its_last_stage(tmp_path, capsy
     loop.train(config)
     again = json.loads((tmp_path / "run" / "stages.json").read_text())
     assert again["stages"] == record["stages"]
+
+
+def test_ship_model_takes_a_staged_folders_seconds_from_stages_json(tmp_path):
+    """scripts/ship_model.py records every stage's training seconds (all
+    sittings) for a --stages folder, and nothing staged for a plain one."""
+    import sys
+
+    from tiny import REPO_ROOT
+
+    sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
+    import ship_model
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "options.json").write_text("{}")
+    assert ship_model.staged_provenance(str(plain)) == (None, None)
+    staged = tmp_path / "staged"
+    (staged / "stage2").mkdir(parents=True)
+    (staged / "stage2" / "options.json").write_text("{}")
+    (staged / "stages.json").write_text(json.dumps({"stages": [
+        {"folder": "stage1", "overrides": {}, "train_steps": 4,
+         "sittings": [{"steps_to": 2, "seconds": 10.5}, {"steps_to": 4, "seconds": 9.0}]},
+        {"folder": "stage2", "overrides": {"expression_weight": "1"}, "train_steps": 6,
+         "sittings": [{"steps_to": 6, "seconds": 30.0}]}]}))
+    total, stages = ship_model.staged_provenance(str(staged))
+    assert total == 49.5
+    assert [(s["folder"], s["sittings"], s["seconds"]) for s in stages] == [
+        ("stage1", 2, 19.5), ("stage2", 1, 30.0)]
+    assert stages[1]["overrides"] == {"expression_weight": "1"}

@@ -338,13 +338,12 @@ def write_ledger(settings, run):
     path = settings.ledger_file(run)
     if not path:
         return None
+    from mlc_keras.images import write_json_atomic
+
     results, record = read_finished(settings.workdir(run))
     entry = {"name": run.name, "step": results.get("step"), "results": results,
              "record": record, "fingerprint": settings.fingerprint(run)}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(entry, f, indent=1, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(path, entry, indent=1)
     return path
 
 
@@ -500,13 +499,12 @@ def execute(settings, run, echo=False):
     return "ran", f"trained to step {checkpoint_step(workdir)} and evaluated"
 
 
-def record_finished(settings, run, curves=True):
+def record_finished(settings, run):
     """The ledger entry and curve sheet of a run just evaluated here."""
     if not settings.ledger:
         return
     write_ledger(settings, run)
-    if curves:
-        write_curves(settings.workdir(run), settings.ledger_curves(run))
+    write_curves(settings.workdir(run), settings.ledger_curves(run))
 
 
 def write_curves(workdir, path):
@@ -515,14 +513,14 @@ def write_curves(workdir, path):
     from mlc_keras.training.runtime import configure_cpu
 
     configure_cpu()
+    from mlc_keras.images import atomic_path
     from plot_curves import read_scalars, write_sheet
 
     series = read_scalars(workdir, prefixes=CURVE_PREFIXES)
     if not series:
         return False
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_sheet(series, path + ".tmp.png")
-    os.replace(path + ".tmp.png", path)
+    with atomic_path(path, suffix=".png") as tmp:
+        write_sheet(series, tmp)
     return True
 
 

@@ -162,3 +162,50 @@ def test_wide_head_equals_the_conv_at_batch_one_and_when_traced():
         np.testing.assert_allclose(traced(x[:n]).numpy(), reference[:n], atol=1e-4)
     with pytest.raises(ValueError, match="odd kernel"):
         shifted_taps_conv(x, tf.zeros([4, 4, 5, 2]))
+
+
+def test_instance_norm_equals_group_norm_in_value_and_gradient():
+    """The fused per-image kernels (static batch), the batch-of-one kernel
+    behind a traced unknown batch, and the plain ops above the per-image limit
+    all give GroupNormalization(groups=-1)'s outputs and gradients."""
+    from mlc_keras.models import layers as mlc_layers
+
+    rng = np.random.default_rng(1)
+    reference = keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)
+    fused = mlc_layers.InstanceNormalization()
+    for layer in (reference, fused):
+        layer.build((None, 6, 5, 4))
+    gamma, beta = rng.normal(size=4).astype("float32"), rng.normal(size=4).astype("float32")
+    for layer in (reference, fused):
+        layer.set_weights([gamma, beta])
+    upstream = tf.constant(rng.normal(size=(70, 6, 5, 4)).astype("float32"))
+
+    def values_and_grads(layer, x, call=None):
+        call = call or layer
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = call(x)
+            loss = tf.reduce_sum(y * upstream[:x.shape[0]])
+        return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
+
+    traced = tf.function(fused, input_signature=[tf.TensorSpec([None, 6, 5, 4])])
+    for n in (1, 3, 70):  # 70 is above the per-image limit of 64
+        x = tf.constant((3 * rng.normal(size=(n, 6, 5, 4)) + 1).astype("float32"))
+        want = values_and_grads(reference, x)
+        for got in (values_and_grads(fused, x), values_and_grads(fused, x, traced)):
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    assert mlc_layers.normalization("instance", "norm").__class__ is mlc_layers.InstanceNormalization
+
+
+def test_instance_norm_under_bfloat16_keeps_float32_weights():
+    from mlc_keras.models import layers as mlc_layers
+
+    layer = mlc_layers.InstanceNormalization(dtype="mixed_bfloat16")
+    x = tf.random.normal([2, 8, 8, 3])
+    y = layer(tf.cast(x, "bfloat16"))
+    assert y.dtype == tf.bfloat16 and layer.gamma.dtype == "float32"
+    want = keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)(x)
+    np.testing.assert_allclose(tf.cast(y, "float32").numpy(), want.numpy(), atol=0.05)
+    clone = mlc_layers.InstanceNormalization.from_config(layer.get_config())
+    assert clone.groups == -1 and clone.epsilon == layer.epsilon

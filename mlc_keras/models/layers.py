@@ -39,10 +39,88 @@ def remat_scope(enabled=True):
         _REMAT.reset(token)
 
 
+# Up to this many images per call instance norm runs one fused batch-norm
+# kernel per image (tf.split along the batch shares the input's memory).
+_PER_IMAGE_MAX_BATCH = 64
+
+
+def _fused_norm(x, scale, offset, epsilon):
+    """FusedBatchNormV3 in training mode: per-channel statistics over N, H, W
+    of NHWC ``x``; ``scale``/``offset`` float32. One kernel forward, one for
+    the gradient (oneDNN's on CPU, bfloat16 included)."""
+    import tensorflow as tf
+
+    empty = tf.constant([], tf.float32)
+    y, *_ = tf.raw_ops.FusedBatchNormV3(x=x, scale=scale, offset=offset, mean=empty,
+                                        variance=empty, epsilon=epsilon,
+                                        exponential_avg_factor=1.0, data_format="NHWC",
+                                        is_training=True)
+    return y
+
+
+def fused_instance_norm(x, gamma, beta, epsilon):
+    """Instance norm of NHWC ``x`` with a batch known when traced (at most
+    ``_PER_IMAGE_MAX_BATCH``), any float dtype, statistics in float32, float32
+    ``gamma`` and ``beta`` of shape [C]: one fused batch-norm kernel per image
+    (a batch of one is one instance) instead of separate mean / variance /
+    scale ops. The same statistics as ``GroupNormalization(groups=-1)``: the
+    biased variance over H and W of each image and channel."""
+    import tensorflow as tf
+
+    gamma = tf.cast(gamma, tf.float32)
+    beta = tf.cast(beta, tf.float32)
+    batch = x.shape[0]
+    if batch == 1:
+        return _fused_norm(x, gamma, beta, epsilon)
+    parts = tf.split(x, batch, axis=0)
+    return tf.concat([_fused_norm(p, gamma, beta, epsilon) for p in parts], axis=0)
+
+
+@keras.saving.register_keras_serializable(package="mlc_keras")
+class InstanceNormalization(layers.GroupNormalization):
+    """Instance norm (one group per channel) for NHWC feature maps.
+
+    The same layer, weights and result as ``GroupNormalization(groups=-1)``,
+    computed by fused batch-norm kernels on the TensorFlow backend: under
+    ``mixed_bfloat16`` Keras's GroupNormalization casts every activation to
+    float32 and back and runs about ten element-wise ops each way, which took
+    a third of a bfloat16 step's non-convolution time on an AMX Xeon
+    (BENCHMARKS.md, issue 14). The variables stay float32 (``autocast`` off:
+    the fused kernel takes float32 scale and offset beside bfloat16 inputs).
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        kwargs.pop("groups", None)
+        kwargs.setdefault("autocast", False)
+        super().__init__(groups=-1, epsilon=epsilon, **kwargs)
+
+    def call(self, inputs):
+        if (keras.backend.backend() != "tensorflow" or len(inputs.shape) != 4
+                or self.axis not in (-1, 3) or not (self.scale and self.center)):
+            return super().call(inputs)
+        x = ops.cast(inputs, self.compute_dtype)
+        batch = x.shape[0]
+        if batch is not None:
+            if batch <= _PER_IMAGE_MAX_BATCH:
+                return fused_instance_norm(x, self.gamma, self.beta, self.epsilon)
+            return super().call(x)
+        # A batch unknown when traced (the serving signatures): one image takes
+        # the fused kernel, more take GroupNormalization's ops.
+        gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
+        return ops.cond(ops.equal(ops.shape(x)[0], 1),
+                        lambda: _fused_norm(x, gamma, beta, self.epsilon),
+                        lambda: super(InstanceNormalization, self).call(x))
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.pop("groups", None)
+        return cfg
+
+
 def normalization(kind, name):
     """Returns a normalisation layer (or None) for NHWC feature maps."""
     if kind == "instance":
-        return layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+        return InstanceNormalization(epsilon=1e-5, name=name)
     if kind == "batch":
         return layers.BatchNormalization(name=name)
     if kind == "none":

@@ -2,7 +2,8 @@
 
 tensorflow-addons is not used: its InstanceNormalization is
 ``keras.layers.GroupNormalization(groups=-1)`` (one group per channel: the
-same statistics, the same output) and its SpectralNormalization is
+same statistics, the same output), which our ``InstanceNormalization``
+subclasses to run fused kernels, and its SpectralNormalization is
 ``keras.layers.SpectralNormalization``. We use our own ``SNConv2D`` for
 spectral norm instead: Keras's wrapper overwrites the trainable kernel with
 W / sigma on every training call and builds an ``ops.cond`` per call, which

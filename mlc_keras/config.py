@@ -92,6 +92,8 @@ _SPEC = (
     ("data_cache", "", "Where importers write aligned crops and manifests (default WORKDIR/data)."),
     ("synthetic_subjects", 200, "Identities rendered by the synthetic data set."),
     ("synthetic_resolution", 0, "Render size of the synthetic set (0: --resolution)."),
+    ("synthetic_seed", -1, "Seed that draws the synthetic set's faces (-1: --seed). Pin it "
+                           "(e.g. 0) to train several --seed values on the same faces."),
     ("london_use_templates", False, "Align London neutral photos with their template pupils "
                                     "instead of the detector."),
     ("london_register", False, "Warp each London smiling crop onto its neutral crop's geometry "
@@ -427,6 +429,8 @@ def validate(config):
                           "itself: use --critic_levels= --d_condition=none (configs/stargan.flags)")
     if c.critic_levels and not (c.photo_critic or c.variation_critic):
         raise ConfigError("--critic_levels is set but both --photo_critic and --variation_critic are off")
+    if c.synthetic_seed < -1:
+        raise ConfigError(f"--synthetic_seed={c.synthetic_seed}: must be >= 0, or -1 for --seed")
     if c.synthetic_resolution and c.synthetic_resolution < r:
         raise ConfigError(f"--synthetic_resolution={c.synthetic_resolution}: smaller than --resolution={r}")
     if len(c.expressions) < 2:

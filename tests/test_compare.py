@@ -53,6 +53,50 @@ def test_runs_on_other_data_are_refused(two_runs, tmp_path):
         compare_runs([str(two_runs / "a"), str(other)], ["A"], str(tmp_path / "x.png"))
 
 
+def _with_options(source, folder, **changes):
+    shutil.copytree(source, folder)
+    options = json.loads((folder / "options.json").read_text())
+    options.update(changes)
+    (folder / "options.json").write_text(json.dumps(options))
+    return str(folder)
+
+
+def test_another_seed_is_other_data_unless_faces_and_split_are_pinned(two_runs, tmp_path):
+    a = str(two_runs / "a")
+    # --seed alone draws other synthetic faces and another split: refused
+    seed1 = _with_options(two_runs / "a", tmp_path / "s1", seed=1)
+    with pytest.raises(CompareError, match="seed, synthetic_seed differ"):
+        compare_runs([a, seed1], ["A", "S1"], str(tmp_path / "x.png"))
+    # pinned faces (--synthetic_seed) but an unpinned split: still refused
+    pinned_faces = _with_options(two_runs / "a", tmp_path / "s1f", seed=1, synthetic_seed=0)
+    with pytest.raises(CompareError, match=r"\(seed differ"):
+        compare_runs([a, pinned_faces], ["A", "S1"], str(tmp_path / "x.png"))
+    # both pinned: the same faces and held-out subjects, so the grid is drawn
+    from mlc_keras.inference.loading import load_run
+
+    _, config, _ = load_run(a)
+    from mlc_keras.data.prepare import select_pairs
+
+    test = list(select_pairs(config).test_subjects)
+    first = _with_options(two_runs / "a", tmp_path / "p0", test_subjects=test, synthetic_seed=0)
+    second = _with_options(two_runs / "a", tmp_path / "p1", seed=1, test_subjects=test,
+                           synthetic_seed=0)
+    grid, names = compare_runs([first, second], ["S0", "S1"], str(tmp_path / "ok.png"),
+                               num_sources=1, gap=0)
+    assert len(names) == 3 and os.path.isfile(tmp_path / "ok.png")
+
+
+def test_synthetic_seed_pins_the_faces_whatever_the_training_seed(tmp_path):
+    from mlc_keras.config import ConfigError
+    from mlc_keras.data.sources.synthetic import render_seed
+
+    base = dict(synthetic_subjects=8)
+    assert render_seed(make_config(seed=3, **base)) == 3
+    assert render_seed(make_config(seed=3, synthetic_seed=0, **base)) == 0
+    with pytest.raises(ConfigError, match="--synthetic_seed=-2"):
+        make_config(synthetic_seed=-2, **base)
+
+
 def test_london_grids_are_refused_inside_a_git_checkout(two_runs, monkeypatch):
     from mlc_keras.inference import loading
 

@@ -40,6 +40,23 @@ def _inside_git_checkout(path):
         folder = parent
 
 
+def data_seeds(config):
+    """What of a run's seed decides its data: the synthetic faces' render seed
+    and the held-out split (``--test_subjects`` pins it; else the seeded hash
+    of ``--seed`` and ``--test_fraction``). Runs that differ only in ``--seed``
+    but pin both are compared on the same faces."""
+    from mlc_keras.data.sources.synthetic import render_seed
+
+    seeds = {}
+    if config.dataset == "synthetic":
+        seeds["synthetic_seed"] = render_seed(config)
+    if config.test_subjects:
+        seeds["test_subjects"] = tuple(sorted(config.test_subjects))
+    else:
+        seeds["seed"] = (config.seed, config.test_fraction)
+    return seeds
+
+
 def compare_runs(workdirs, labels, output, num_sources=3, gap=2):
     """Writes the comparison grid; returns (grid uint8 array, row names)."""
     from mlc_keras.data import pipeline
@@ -58,10 +75,12 @@ def compare_runs(workdirs, labels, output, num_sources=3, gap=2):
         except UserError as e:
             raise CompareError(str(e)) from None
     first = runs[0][1]
-    keys = ("dataset", "data_dir", "synthetic_subjects", "expressions", "resolution", "seed",
-            "test_fraction", "source_expression")
+    keys = ("dataset", "data_dir", "synthetic_subjects", "expressions", "resolution",
+            "source_expression")
     for workdir, (_, config, _) in zip(workdirs[1:], runs[1:]):
         differ = [k for k in keys if getattr(config, k) != getattr(first, k)]
+        mine, theirs = data_seeds(config), data_seeds(first)
+        differ += sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if differ:
             raise CompareError(f"{workdir} was trained on other data than {workdirs[0]} "
                                f"({', '.join(differ)} differ)")

@@ -127,8 +127,14 @@ def write_synthetic_dataset(out_dir, num_subjects, resolution, seed=0, expressio
 def prepare(config, cache_dir):
     """``--dataset=synthetic``: the set rendered for this config, cached in ``cache_dir``."""
     size = config.synthetic_resolution or config.resolution
-    out = os.path.join(cache_dir, f"synthetic_{config.synthetic_subjects}x{size}_seed{config.seed}")
-    return write_synthetic_dataset(out, config.synthetic_subjects, size, seed=config.seed)
+    seed = render_seed(config)
+    out = os.path.join(cache_dir, f"synthetic_{config.synthetic_subjects}x{size}_seed{seed}")
+    return write_synthetic_dataset(out, config.synthetic_subjects, size, seed=seed)
+
+
+def render_seed(config):
+    """The seed that draws the faces: ``--synthetic_seed``, or ``--seed`` where it is -1."""
+    return config.synthetic_seed if config.synthetic_seed >= 0 else config.seed
 
 
 SOURCE = Source("synthetic", prepare)

@@ -36,6 +36,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from mlc_keras.images import to_float, write_json_atomic, write_text_atomic  # noqa: E402
+
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -87,17 +89,16 @@ def pinned_split(args):
     selected = select_pairs(config_lib.config_from_flags(fv))
     test = [str(s) for s in selected.test_subjects]
     os.makedirs(args.root, exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({"test": test}, f)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(path, {"test": test})
     return test
 
 
 def finished_step(folder):
     import tensorflow as tf
 
-    latest = tf.train.latest_checkpoint(os.path.join(folder, "checkpoints"))
-    return int(latest.rsplit("-", 1)[1]) if latest else 0
+    from mlc_keras.training.checkpoints import step_of
+
+    return step_of(tf.train.latest_checkpoint(os.path.join(folder, "checkpoints")))
 
 
 def train(args, precision, seed, test_subjects):
@@ -127,8 +128,7 @@ def level_l1(generator, data, batch_size=32):
     for i in range(0, len(pairs), batch_size):
         src = pairs.src[i:i + batch_size]
         tgt = pairs.tgt[i:i + batch_size]
-        x = tf.constant(images[src].astype(np.float32) / 127.5 - 1.0)
-        y = tf.constant(images[tgt].astype(np.float32) / 127.5 - 1.0)
+        x, y = tf.constant(to_float(images[src])), tf.constant(to_float(images[tgt]))
         c = tf.one_hot(pairs.labels[tgt], generator.num_classes)
         outs = generator((x, c), training=False)
         errs = [float(tf.reduce_sum(tf.reduce_mean(
@@ -219,8 +219,6 @@ def main(argv=None):
                 if t is not None:
                     times[f"{precision}_s{seed}"] = t
 
-    import dataclasses
-
     from mlc_keras.data.prepare import prepare_data
     from mlc_keras.inference import loading
     from mlc_keras.inference.compare import compare_runs
@@ -236,7 +234,7 @@ def main(argv=None):
     for precision, seed in sorted(runs):
         generator, config, _ = loading.load_run(workdir(args, precision, seed))
         if data is None:  # every run holds out the same subjects
-            data = prepare_data(dataclasses.replace(config, workdir=args.root))
+            data = prepare_data(config)  # the run's own data cache, rendered when it trained
         results[f"{precision}_s{seed}"] = level_l1(generator, data)
         if precision == "float32" and seed == args.seeds[0]:
             check = export_check(generator, config)
@@ -248,11 +246,8 @@ def main(argv=None):
     record = {"steps": args.steps, "flagfile": args.flagfile, "extra": args.extra, "seeds": args.seeds,
               "test_subjects": test_subjects, "l1_per_level": results, "summary": summary,
               "export_check": check, "train_seconds": times}
-    for name, content in (("precision.json", json.dumps(record, indent=1)), ("precision.md", text)):
-        path = os.path.join(args.output, name)
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
+    write_json_atomic(os.path.join(args.output, "precision.json"), record, indent=1)
+    write_text_atomic(os.path.join(args.output, "precision.md"), text)
     print(text)
     print(json.dumps({"l1_gap_within_seed_spread": {str(k): v["within"] for k, v in summary.items()},
                       "export_max_255": check["max_255"] if check else None}))

@@ -77,9 +77,10 @@ def compare_runs(workdirs, labels, output, num_sources=3, gap=2):
     first = runs[0][1]
     keys = ("dataset", "data_dir", "synthetic_subjects", "expressions", "resolution",
             "source_expression")
+    theirs = data_seeds(first)
     for workdir, (_, config, _) in zip(workdirs[1:], runs[1:]):
         differ = [k for k in keys if getattr(config, k) != getattr(first, k)]
-        mine, theirs = data_seeds(config), data_seeds(first)
+        mine = data_seeds(config)
         differ += sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if differ:
             raise CompareError(f"{workdir} was trained on other data than {workdirs[0]} "

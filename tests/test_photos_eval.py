@@ -68,6 +68,15 @@ def test_full_photos_on_london(aligner, exported_keras, tmp_path):
     assert sorted(s for f in j["folds"] for s in f["judged_subjects"]) == sorted(used)
     rate = j["happy_rate"]
     assert rate["n_generated"] == rate["n_real"] == len(used)
+    # the ratio's subject-bootstrap interval travels with the target (None
+    # only when the judge called no real smile happy)
+    target = next(x for x in on_disk["targets"] if x["key"] == "happy_rate_ratio")
+    assert target["ci"] == rate["ratio_ci"]
+    assert (rate["ratio_ci"] is None) == (rate["real_rate"] == 0)
+    if rate["ratio_ci"] is not None:
+        low, high = rate["ratio_ci"]
+        assert low <= high
+        assert f"[95% CI {low:.2f}, {high:.2f}]" in photos.console_summary(results)
     assert j["suspect"] == (SUSPECT_NOTE if j["generated_error"] < j["real_error"] else "")
     assert [x["key"] for x in on_disk["targets"]] == [k for k, *_ in photos.PHOTO_TARGETS]
     assert all(isinstance(x["met"], bool) for x in on_disk["targets"])

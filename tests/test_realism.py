@@ -159,6 +159,29 @@ def test_expression_rate_ratio_and_suspect_note():
     assert realism.suspect_note(0.2, 0.2) == "" and realism.suspect_note(0.3, 0.2) == ""
 
 
+def test_paired_ratio_ci_resamples_subjects_with_both_verdicts():
+    # 22 subjects as in the London evaluation: 13 generated and 15 real hits
+    gen = np.array([1] * 13 + [0] * 9)
+    real = np.array([1] * 15 + [0] * 7)
+    low, high = realism.paired_ratio_ci(gen, real, reps=4000, seed=1)
+    assert low < 13 / 15 < high
+    assert 0.5 < low and high < 1.3  # a one-face change (0.067) lies well inside it
+    # identical verdicts: every resample has ratio 1
+    assert realism.paired_ratio_ci(real, real) == [1.0, 1.0]
+    # pairing: a subject's two verdicts move together, so perfectly correlated
+    # hits give a narrower interval than the same rates with anti-correlated hits
+    together = realism.paired_ratio_ci([1] * 10 + [0] * 10, [1] * 10 + [0] * 10, seed=2)
+    apart = realism.paired_ratio_ci([1] * 10 + [0] * 10, [0] * 10 + [1] * 10, seed=2)
+    assert together[1] - together[0] < apart[1] - apart[0]
+    assert realism.paired_ratio_ci([1], [1]) is None
+    assert realism.paired_ratio_ci([1, 0], [0, 0]) is None
+    with pytest.raises(realism.RealismError, match="3 generated verdicts but 2 real"):
+        realism.paired_ratio_ci([1, 0, 1], [1, 1])
+    out = realism.expression_rate_ratio(gen, real, 1, paired=True, seed=1)
+    assert out["ratio_ci"] == realism.paired_ratio_ci(gen == 1, real == 1, seed=1)
+    assert "ratio_ci" not in realism.expression_rate_ratio(gen, real, 1)
+
+
 def test_disjoint_subjects():
     realism.disjoint_subjects(["a", "b"], ["c"])
     with pytest.raises(realism.SubjectOverlapError, match="b, c") as info:

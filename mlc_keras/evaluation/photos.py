@@ -180,7 +180,8 @@ def _judge(src, gen, real, subjects, generator_subjects, classifier, classifier_
         raise
     except realism.RealismError as e:
         return {**judge, **_unavailable(e)}
-    rate = realism.expression_rate_ratio(preds["generated"], preds["real"], 1)
+    rate = realism.expression_rate_ratio(preds["generated"], preds["real"], 1, paired=True,
+                                         seed=seed)
     errors = {"real_error": 1.0 - rate["real_rate"], "generated_error": 1.0 - rate["generated_rate"]}
     judge.update(available=True, happy_rate=rate, **errors,
                  suspect=realism.suspect_note(errors["generated_error"], errors["real_error"]))
@@ -194,6 +195,9 @@ def _targets(results):
         "two_sample_accuracy": results["two_sample"].get("accuracy"),
         "happy_rate_ratio": results["judge"].get("happy_rate", {}).get("ratio"),
     }
+    ts = results["two_sample"]
+    intervals = {"two_sample_accuracy": [ts["ci_low"], ts["ci_high"]] if "ci_low" in ts else None,
+                 "happy_rate_ratio": results["judge"].get("happy_rate", {}).get("ratio_ci")}
     out = []
     for key, label, op, threshold in PHOTO_TARGETS:
         value = figures[key]
@@ -201,6 +205,7 @@ def _targets(results):
         met = known and (value >= threshold if op == ">=" else value <= threshold)
         out.append({"key": key, "label": label, "target": f"{op} {threshold:g}",
                     "value": value if known else None, "met": bool(met),
+                    "ci": intervals.get(key),
                     "note": results["judge"].get("suspect", "") if key == "happy_rate_ratio"
                     else ""})
     return out
@@ -279,7 +284,8 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
 def target_lines(results):
     """'met' / 'not met' per target, with the figure."""
     return [f"{'met' if t['met'] else 'not met'}: {t['label']} = {_fmt(t['value'], 3)} "
-            f"(target {t['target']})" + (f" - {t['note']}, not a win" if t.get("note") else "")
+            + (f"[95% CI {t['ci'][0]:.2f}, {t['ci'][1]:.2f}] " if t.get("ci") else "")
+            + f"(target {t['target']})" + (f" - {t['note']}, not a win" if t.get("note") else "")
             for t in results["targets"]]
 
 
@@ -305,8 +311,11 @@ def render_markdown(results):
               f"{two_sample_cell(r['two_sample'])} |"]
     if j.get("available"):
         h = j["happy_rate"]
+        ci = h.get("ratio_ci")
+        ci = f", 95% subject-bootstrap CI [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
         lines += [f"| judge: happy rate generated / real | {_fmt(h['ratio'])} "
-                  f"({_fmt(h['generated_rate'])} / {_fmt(h['real_rate'])}) |",
+                  f"({_fmt(h['generated_rate'])} / {_fmt(h['real_rate'])}{ci}, "
+                  f"n={h['n_generated']}) |",
                   f"| judge: error real / generated | {_fmt(j['real_error'])} / "
                   f"{_fmt(j['generated_error'])} |"]
     else:

@@ -42,6 +42,7 @@ __all__ = [
     "SubjectOverlapError",
     "disjoint_subjects",
     "expression_rate_ratio",
+    "paired_ratio_ci",
     "identity_summary",
     "sharpness",
     "sharpness_ratio",
@@ -317,18 +318,22 @@ def identity_summary(gen_to_source, real_same_person, threshold=DLIB_SAME_PERSON
 # ----------------------------------------------------------------- expression
 
 
-def expression_rate_ratio(pred_generated, pred_real, target_class):
+def expression_rate_ratio(pred_generated, pred_real, target_class, paired=False, seed=0):
     """How often the expression judge sees the target expression, generated vs real.
 
     Args:
       pred_generated: predicted class ids of generated faces (target: ``target_class``).
       pred_real: predicted class ids of real photos in the target expression.
       target_class: the target expression id.
+      paired: entry i of both sets is the same subject (a generated face and
+        that person's real photo): also return "ratio_ci", the 95 %
+        subject-bootstrap interval of the ratio (``paired_ratio_ci``).
+      seed: the bootstrap's seed.
 
     Returns:
       dict: "generated_rate", "real_rate" (fractions predicted as
       ``target_class``), "ratio" (generated / real; None when the real rate
-      is 0), "target_class", "n_generated", "n_real".
+      is 0), "target_class", "n_generated", "n_real"; with ``paired``, "ratio_ci".
     """
     g = np.asarray(pred_generated).reshape(-1)
     r = np.asarray(pred_real).reshape(-1)
@@ -336,9 +341,35 @@ def expression_rate_ratio(pred_generated, pred_real, target_class):
         raise RealismError(f"need predictions for both sets; got {g.size} generated, {r.size} real")
     g_rate = float(np.mean(g == target_class))
     r_rate = float(np.mean(r == target_class))
-    return {"generated_rate": g_rate, "real_rate": r_rate,
-            "ratio": g_rate / r_rate if r_rate > 0 else None,
-            "target_class": target_class, "n_generated": int(g.size), "n_real": int(r.size)}
+    out = {"generated_rate": g_rate, "real_rate": r_rate,
+           "ratio": g_rate / r_rate if r_rate > 0 else None,
+           "target_class": target_class, "n_generated": int(g.size), "n_real": int(r.size)}
+    if paired:
+        out["ratio_ci"] = paired_ratio_ci(g == target_class, r == target_class, seed=seed)
+    return out
+
+
+def paired_ratio_ci(generated_hits, real_hits, reps=2000, level=0.95, seed=0):
+    """Percentile bootstrap interval of mean(generated_hits) / mean(real_hits)
+    when entry i of both comes from the same subject: subjects are resampled
+    with replacement, each taking its generated and its real verdict along.
+    [low, high], or None for fewer than 2 subjects; draws whose real rate is
+    0 are left out (they have no ratio)."""
+    g = np.asarray(generated_hits, np.float64).reshape(-1)
+    r = np.asarray(real_hits, np.float64).reshape(-1)
+    if g.shape != r.shape:
+        raise RealismError(f"paired ratio: {g.size} generated verdicts but {r.size} real ones; "
+                           "pairing needs one of each per subject")
+    if g.size < 2:
+        return None
+    idx = np.random.default_rng(int(seed)).integers(0, g.size, size=(int(reps), g.size))
+    real_rate = r[idx].mean(axis=1)
+    keep = real_rate > 0
+    if not keep.any():
+        return None
+    ratios = g[idx].mean(axis=1)[keep] / real_rate[keep]
+    tail = 100 * (1 - level) / 2
+    return [float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))]
 
 
 def suspect_note(generated_error, real_error):

@@ -87,10 +87,39 @@ def test_full_photos_on_london(aligner, exported_keras, tmp_path):
     from mlc_keras.data.sources.london import LONDON_ATTRIBUTION
 
     assert LONDON_ATTRIBUTION in (out / "contact_sheet.png.txt").read_text()
+    mouths = np.asarray(Image.open(on_disk["paths"]["mouth_sheet"]))
+    tw, th = photos.MOUTH_TILE
+    assert mouths.shape == (rows * th + (rows - 1) * GAP, 3 * tw + 2 * GAP, 3)
+    assert LONDON_ATTRIBUTION in (out / "mouth_sheet.png.txt").read_text()
     md = (out / "photos.md").read_text()
     assert "## Targets" in md and LONDON_ATTRIBUTION in md
     summary = photos.console_summary(results)
     assert summary.count("met: ") == 4
+
+
+def test_mouth_tile_keeps_the_photos_own_pixels():
+    from mlc_keras.data.align import Face
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    pts = np.zeros((68, 2), np.float32)
+    pts[48:68] = [150, 120]          # the mouth's centre
+    pts[48], pts[54] = [130, 120], [170, 120]  # corners 40 px apart -> a 72 x 48 box
+    face = Face((100, 40, 200, 160), (130, 80), (170, 80), pts)
+    tile = photos.mouth_tile(image, face, size=(144, 96))
+    assert tile.shape == (96, 144, 3)
+    # exactly 2x nearest-neighbour of the native box, centred on the mouth
+    native = image[120 - 24:120 + 24, 150 - 36:150 + 36]
+    np.testing.assert_array_equal(tile, native.repeat(2, axis=0).repeat(2, axis=1))
+    # past the image border: grey padding, the inside still the photo's pixels
+    pts[48:68] = [5, 5]
+    pts[48], pts[54] = [-15, 5], [25, 5]
+    edge = photos.mouth_tile(image, Face((0, 0, 50, 50), (0, 0), (9, 0), pts), size=(72, 48))
+    assert (edge[:19, :31] == 128).all()
+    np.testing.assert_array_equal(edge[19:, 31:], image[:29, :41])
+    # no 68 landmarks: the lower middle of the face box
+    five = Face((100, 40, 200, 160), (130, 80), (170, 80), np.zeros((5, 2), np.float32))
+    assert photos.mouth_tile(image, five, size=(60, 40)).shape == (40, 60, 3)
 
 
 def test_sheet_inside_a_git_checkout_is_refused(tmp_path):

@@ -19,13 +19,17 @@ paste_back=True)`` makes the pasted photo at the photo's own resolution; then
   judge         2-fold cross-fitting over the evaluated subjects: a
                 neutral/happy classifier trained on one half's real crops
                 judges the other half's real smiling and generated crops;
-                happy rate generated / real, and the suspect note.
+                happy rate generated / real with its subject-bootstrap
+                interval, and the suspect note.
   targets       sharpness ratio >= 0.8, identity distance <= 0.25, two-sample
                 accuracy <= 0.70, happy-rate ratio >= 0.9: "met" / "not met".
 
 Written to ``output``: photos.json, photos.md and contact_sheet.png (source |
 generated | real target, one row per subject, ``cell`` px per cell) with
-contact_sheet.png.txt (rows and the London attribution). Pictures of London
+contact_sheet.png.txt (rows and the London attribution), and
+mouth_sheet.png (+ .txt): the same three columns cut to the mouth at the
+photos' own pixels, enlarged about 2x by nearest-neighbour (``mouth_tile``),
+for the look at 100 % zoom. Pictures of London
 faces are never written inside a git checkout (``PhotoEvaluationError``).
 """
 
@@ -38,7 +42,7 @@ from mlc_keras.evaluation.report import _fmt, clean, two_sample_cell, verificati
 from mlc_keras.images import read_json, write_json_atomic, write_png_atomic, write_text_atomic
 
 __all__ = ["PHOTO_TARGETS", "PhotoEvaluationError", "console_summary", "evaluate_photos",
-           "evaluate_photos_for", "render_markdown"]
+           "evaluate_photos_for", "mouth_tile", "render_markdown"]
 
 # (key, label, comparison, threshold)
 PHOTO_TARGETS = (
@@ -92,6 +96,38 @@ def _box_region(image, box):
     return image[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
 
 
+MOUTH_SHEET = "mouth_sheet.png"
+MOUTH_TILE = (240, 160)  # (width, height) of a mouth tile: about 2x the native mouth box
+
+
+def mouth_tile(image, face, size=MOUTH_TILE):
+    """The mouth of ``face`` in ``image`` at the photo's own pixels, enlarged
+    by nearest-neighbour to ``size`` (width, height), for a look at 100 % and
+    beyond: no resampling blur is added, so any blur is the image's own.
+    The box is centred on the mean of dlib's 20 mouth landmarks (48-67), 1.8x
+    the corner-to-corner width, 2:3 high, clipped to the image (padded with
+    grey past its border). Without 68 landmarks, the lower middle of the box."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    pts = np.asarray(face.landmarks, np.float64).reshape(-1, 2)
+    if len(pts) >= 68:
+        cx, cy = pts[48:68].mean(axis=0)
+        width = 1.8 * max(np.linalg.norm(pts[54] - pts[48]), 4.0)
+    else:
+        x0, y0, x1, y1 = face.box
+        cx, cy, width = (x0 + x1) / 2, y0 + 0.8 * (y1 - y0), 0.6 * (x1 - x0)
+    height = width * size[1] / size[0]
+    bx0, by0 = int(round(cx - width / 2)), int(round(cy - height / 2))
+    bw, bh = max(1, int(round(width))), max(1, int(round(height)))
+    tile = np.full((bh, bw, 3), 128, np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, bx0), max(0, by0), min(w, bx0 + bw), min(h, by0 + bh)
+    if sx1 > sx0 and sy1 > sy0:
+        tile[sy0 - by0:sy1 - by0, sx0 - bx0:sx1 - bx0] = image[sy0:sy1, sx0:sx1, :3]
+    return np.asarray(Image.fromarray(tile).resize(size, Image.NEAREST))
+
+
 def _check_output(output):
     from mlc_keras.inference.compare import _inside_git_checkout
 
@@ -116,7 +152,8 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
             f"--photo_subjects: {', '.join(missing)} lack(s) {london.NEUTRAL_DIR}/NNN_03.jpg or "
             f"{london.SMILING_DIR}/NNN_08.jpg in {photos_dir}")
     aligner = aligner or align.get_default_aligner()
-    out = {k: [] for k in ("subjects", "gen_region", "src_region", "src", "gen", "real", "rows")}
+    out = {k: [] for k in ("subjects", "gen_region", "src_region", "src", "gen", "real", "rows",
+                           "mouths")}
     skipped = []
     for subject in subjects:
         try:
@@ -137,6 +174,8 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
         out["real"].append(_crop(target, real_face, crop))
         out["rows"].append([_crop(photo, face, cell), _crop(pasted, face, cell),
                             _crop(target, real_face, cell)])
+        out["mouths"].append([mouth_tile(photo, face), mouth_tile(pasted, face),
+                              mouth_tile(target, real_face)])
     if not out["subjects"]:
         raise PhotoEvaluationError(f"no usable subject among {', '.join(subjects)}: "
                                    + "; ".join(s["reason"] for s in skipped))
@@ -272,9 +311,16 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
     write_text_atomic(sheet + ".txt", "columns: source (neutral) | generated (happy, pasted) | "
                       "real target (smiling)\nrows: " + ", ".join(used) + "\n\n"
                       + LONDON_ATTRIBUTION + "\n")
+    mouths = os.path.join(os.path.dirname(sheet), MOUTH_SHEET)
+    write_png_atomic(mouths, make_grid(data["mouths"]))
+    write_text_atomic(mouths + ".txt", "the mouths at the photos' own pixels, enlarged about 2x "
+                      "by nearest-neighbour (no added blur): source (neutral) | generated (happy, "
+                      "pasted) | real target (smiling)\nrows: " + ", ".join(used) + "\n\n"
+                      + LONDON_ATTRIBUTION + "\n")
     results = clean(results)
     results["paths"] = {"json": os.path.join(output, "photos.json"),
-                        "markdown": os.path.join(output, "photos.md"), "sheet": sheet}
+                        "markdown": os.path.join(output, "photos.md"), "sheet": sheet,
+                        "mouth_sheet": mouths}
     write_text_atomic(results["paths"]["markdown"], render_markdown(results))
     write_json_atomic(results["paths"]["json"], results, indent=1, sort_keys=False,
                       allow_nan=False)
@@ -324,7 +370,8 @@ def render_markdown(results):
     if j.get("suspect"):
         lines += [f"**{j['suspect']}**", ""]
     lines += ["## Targets", ""] + [f"- {line}" for line in target_lines(r)]
-    lines += ["", f"Contact sheet (outside the repository): `{r['paths']['sheet']}`.", "",
+    lines += ["", f"Contact sheet (outside the repository): `{r['paths']['sheet']}`; the mouths "
+              f"at the photos' own pixels, about 2x: `{r['paths'].get('mouth_sheet')}`.", "",
               LONDON_ATTRIBUTION, ""]
     return "\n".join(lines)
 
@@ -333,4 +380,5 @@ def console_summary(results):
     """The lines the evaluate command prints for the photos."""
     return "\n".join(["full photos (neutral -> happy):"] + [f"  {x}" for x in target_lines(results)]
                      + [f"report: {results['paths']['markdown']}",
-                        f"contact sheet: {results['paths']['sheet']}"])
+                        f"contact sheet: {results['paths']['sheet']}",
+                        f"mouths (photo pixels, about 2x): {results['paths'].get('mouth_sheet')}"])

@@ -175,6 +175,19 @@ _SPEC = (
                                 "keep mask (1 at 0.5, 0 at 0 or 1): pushes each pixel to keep the "
                                 "photo or to take the colour head outright; a half-transparent "
                                 "mask over a moved mouth shows both mouths (doubled lip lines)."),
+    ("mouth_critic_weight", 0.0, "Weight in L_G of a mouth critic: a photo critic (PatchGAN, "
+                                 "conditioned like the others) on the --mouth_box crop of the "
+                                 "final image against the same crop of the real target, trained "
+                                 "with the level critics (ours, after the local discriminators "
+                                 "of face inpainting). 0: none. --model=mlc only."),
+    ("mouth_box", "0.25,0.5,0.75,1.0", "The mouth critic's and --mouth_l1_scale's box in the "
+                                       "aligned face, as fractions x0,y0,x1,y1 of the image; square, "
+                                       "a whole number of pixels at every decoder level it is used at. "
+                                       "The default holds dlib's mouth landmarks of 98 % of the London "
+                                       "crops (x 0.32-0.68, y 0.66-0.86) with the cheeks and chin."),
+    ("mouth_l1_scale", 1.0, "Multiplies the pixel L1 (every level) and the colour-map L1 inside "
+                            "--mouth_box: below 1 the mouth is left more to the critics, whose "
+                            "verdict is not the average of two mouths. (ours)"),
     ("flow_smooth_weight", 0.0, "--g_warp: weight of the total variation of the flow field "
                                 "(a smooth motion, no tearing)."),
     ("warp_l1_weight", 0.0, "--g_warp: weight of an L1 between the source moved by the flow "
@@ -391,9 +404,23 @@ def validate(config):
     if not 0.0 < c.max_flow <= 0.5:
         raise ConfigError(f"--max_flow={c.max_flow}: must be a fraction of the image size in "
                           "(0, 0.5]")
+    box = mouth_box_fractions(c.mouth_box)
+    if c.mouth_critic_weight and c.model != "mlc":
+        raise ConfigError("--mouth_critic_weight: only --model=mlc trains critic networks")
+    if c.mouth_l1_scale < 0:
+        raise ConfigError(f"--mouth_l1_scale={c.mouth_l1_scale}: must not be negative")
+    if c.mouth_critic_weight or c.mouth_l1_scale != 1.0:
+        side_x, side_y = (box[2] - box[0]) * c.resolution, (box[3] - box[1]) * c.resolution
+        if abs(side_x - side_y) > 1e-6 or abs(side_x - round(side_x)) > 1e-6 or side_x < 8:
+            raise ConfigError(f"--mouth_box={c.mouth_box}: at --resolution={c.resolution} it is "
+                              f"{side_x:g} x {side_y:g} px; it must be square, a whole number "
+                              "of pixels and at least 8")
     if c.expression_weight and c.model == "stargan":
         raise ConfigError("--expression_weight: --model=stargan already classifies in D "
                           "(use --cls_weight)")
+    for name in ("mouth_critic_weight",):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"--{name}={getattr(c, name)}: must not be negative")
     for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
                  "colour_l1_weight", "expression_weight", "mask_sparsity_weight",
                  "mask_smooth_weight", "mask_binary_weight", "flow_smooth_weight",
@@ -455,6 +482,19 @@ def validate(config):
     if c.jit_compile and c.strategy in ("mirrored", "multi_worker"):
         raise ConfigError("--jit_compile fails under MirroredStrategy (Keras 3.15); use --strategy=one_device or drop it")
     return c
+
+
+def mouth_box_fractions(text):
+    """'x0,y0,x1,y1' (fractions of the aligned image) -> a tuple of 4 floats,
+    0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1; ConfigError otherwise."""
+    try:
+        box = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
+        raise ConfigError(f"--mouth_box={text}: expected x0,y0,x1,y1 fractions of the image with "
+                          "0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, e.g. 0.25,0.5,0.75,1.0")
+    return box
 
 
 def to_json(config):

@@ -3,6 +3,7 @@ fields of the config; the networks themselves know nothing of flags)."""
 
 import keras
 
+from mlc_keras.config import mouth_box_fractions
 from mlc_keras.training.gan import LevelCritic, LossWeights, MLCGAN, PairedGAN, StarGAN
 from mlc_keras.models import FeatureEncoder, Generator, PatchDiscriminator, StarDiscriminator
 from mlc_keras.models.generator import decoder_levels
@@ -48,7 +49,8 @@ def build_generator(config):
 
 
 def build_critics(config):
-    """One LevelCritic per --critic_levels entry, with f per --feature_encoder."""
+    """One LevelCritic per --critic_levels entry, with f per --feature_encoder, and
+    the mouth's box critic with --mouth_critic_weight."""
     shared = None
     if config.variation_critic and config.feature_encoder == "shared":
         shared = FeatureEncoder(config.feature_channels, config.spectral_norm, name="f_shared")
@@ -70,6 +72,12 @@ def build_critics(config):
                 level // 4, config.d_channels, max(1, config.critic_downsamples - 1), condition,
                 config.spectral_norm, name=f"variation_{level}")
         critics.append(LevelCritic(level, photo, encoder, variation))
+    if config.mouth_critic_weight:
+        box = mouth_box_fractions(config.mouth_box)
+        side = int(round((box[2] - box[0]) * config.resolution))
+        photo = PatchDiscriminator(side, config.d_channels, config.critic_downsamples,
+                                   config.d_condition, config.spectral_norm, name="photo_mouth")
+        critics.append(LevelCritic(side, photo, box=box))
     return critics
 
 
@@ -148,7 +156,10 @@ def _build_networks(config):
                           mask_binary_weight=config.mask_binary_weight,
                           flow_smooth_weight=config.flow_smooth_weight,
                           warp_l1_weight=config.warp_l1_weight,
-                          flow_target_weight=config.flow_target_weight)
+                          flow_target_weight=config.flow_target_weight,
+                          mouth_critic_weight=config.mouth_critic_weight,
+                          mouth_box=mouth_box_fractions(config.mouth_box),
+                          mouth_l1_scale=config.mouth_l1_scale)
     updates = dict(n_critic=config.n_critic, alternate=config.update_order == "d_then_g",
                    fused_passes=config.fused_passes)
     if config.model == "stargan":

@@ -39,6 +39,7 @@ expression classifier E trained beside the critics on real images:
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -65,17 +66,48 @@ class LossWeights:
     flow_smooth_weight: float = 0.0  # warp head: total variation of the flow field
     warp_l1_weight: float = 0.0  # warp head: L1(source moved by the flow, target) at every level
     flow_target_weight: float = 0.0  # warp head: L1(flow, landmark motion) in pixels of R
+    mouth_critic_weight: float = 0.0  # G: the mouth critic's adversarial term (a box critic)
+    mouth_box: tuple = (0.25, 0.5, 0.75, 1.0)  # x0, y0, x1, y1 fractions of the aligned face
+    mouth_l1_scale: float = 1.0  # the pixel and colour-map L1 inside mouth_box are scaled by it
 
 
 class LevelCritic:
     """The critic network at one decoder level: photo critic, f and variation critic
-    (each may be None). A plain holder; the models are tracked by MLCGAN."""
+    (each may be None). A plain holder; the models are tracked by MLCGAN.
 
-    def __init__(self, level, photo=None, encoder=None, variation=None):
+    With ``box`` (x0, y0, x1, y1 fractions), a box critic instead: its photo
+    critic judges that crop of the final image (``level`` is the crop's side
+    in pixels), and it is named "mouth" in the logs."""
+
+    def __init__(self, level, photo=None, encoder=None, variation=None, box=None):
         self.level = level
         self.photo = photo
         self.encoder = encoder
         self.variation = variation
+        self.box = tuple(box) if box is not None else None
+        if self.box is not None and (encoder is not None or variation is not None):
+            raise ValueError("a box critic has a photo critic only")
+
+    @property
+    def name(self):
+        return "mouth" if self.box is not None else str(self.level)
+
+
+def crop_box(images, box):
+    """[B, H, W, C] -> the ``box`` (x0, y0, x1, y1 fractions, rounded to pixels)."""
+    h, w = images.shape[1], images.shape[2]
+    x0, x1 = int(round(box[0] * w)), int(round(box[2] * w))
+    y0, y1 = int(round(box[1] * h)), int(round(box[3] * h))
+    return images[:, y0:y1, x0:x1, :]
+
+
+def box_weight_map(size, box, inside):
+    """[1, size, size, 1] float32: 1 outside ``box``, ``inside`` within it."""
+    weights = np.ones([1, size, size, 1], np.float32)
+    x0, x1 = int(round(box[0] * size)), int(round(box[2] * size))
+    y0, y1 = int(round(box[1] * size)), int(round(box[3] * size))
+    weights[:, y0:y1, x0:x1, :] = inside
+    return tf.constant(weights)
 
 
 def _twice(x):
@@ -136,7 +168,7 @@ class PairedGAN(keras.Model):
         self.critics = list(critics)
         if self.critics and type(self).critic_losses is PairedGAN.critic_losses:
             raise ValueError(f"{type(self).__name__} has no critic networks; use MLCGAN")
-        self.critic_levels = tuple(c.level for c in self.critics)
+        self.critic_levels = tuple(c.level for c in self.critics if c.box is None)
         for level in self.critic_levels:
             if level not in self.levels:
                 raise ValueError(f"critic level {level} is not a decoder level {self.levels}")
@@ -282,7 +314,7 @@ class PairedGAN(keras.Model):
                 values["G/flow_target"] = _average(flow_target)
                 extra = extra + w.flow_target_weight * flow_target
             if w.colour_l1_weight:
-                colour_l1 = losses.l1_loss(colour, target)
+                colour_l1 = self._l1(colour, target)
                 values["G/colour_l1"] = _average(colour_l1)
                 extra = extra + w.colour_l1_weight * colour_l1
             if mask_terms:
@@ -311,7 +343,7 @@ class PairedGAN(keras.Model):
         values["G/adv"] = _average(g_adv)
         g_loss = w.adv_weight * g_adv
         for level, fake in zip(self.levels, fakes):
-            l1 = losses.l1_loss(fake, targets[level])
+            l1 = self._l1(fake, targets[level])
             values[f"G/l1/{level}"] = _average(l1)
             if w.l1_all_levels or level == self.levels[0]:
                 g_loss = g_loss + w.l1_weight * l1
@@ -319,6 +351,14 @@ class PairedGAN(keras.Model):
         if e_loss is not None:
             critic_loss = e_loss if critic_loss is None else critic_loss + e_loss
         return g_loss + extra + critic_g, d_loss, critic_loss
+
+    def _l1(self, generated, target):
+        """[B] L1, with ``mouth_l1_scale`` inside ``mouth_box`` when it is not 1."""
+        w = self.loss_weights
+        if w.mouth_l1_scale == 1.0:
+            return losses.l1_loss(generated, target)
+        weights = box_weight_map(generated.shape[1], w.mouth_box, w.mouth_l1_scale)
+        return losses.weighted_l1_loss(generated, target, weights)
 
     def warp_l1(self, source, targets, flow):
         """[B]: L1 between the source moved by the flow alone and the target,
@@ -439,9 +479,9 @@ class MLCGAN(PairedGAN):
         names = names[:-3]
         for c in self.critics:
             if c.photo is not None:
-                names += [f"G/critic/{c.level}/photo", f"critic/{c.level}/photo"]
+                names += [f"G/critic/{c.name}/photo", f"critic/{c.name}/photo"]
             if c.variation is not None:
-                names += [f"G/critic/{c.level}/variation", f"critic/{c.level}/variation"]
+                names += [f"G/critic/{c.name}/variation", f"critic/{c.name}/variation"]
         names += d_names
         if self.critics:
             names.append("critic/loss")
@@ -451,7 +491,10 @@ class MLCGAN(PairedGAN):
 
     def _build_critics(self, outputs, condition):
         for critic in self.critics:
-            image = outputs[self.levels.index(critic.level)]
+            if critic.box is not None:
+                image = crop_box(outputs[0], critic.box)
+            else:
+                image = outputs[self.levels.index(critic.level)]
             if critic.photo is not None:
                 critic.photo((image, image, condition))
             if critic.variation is not None:
@@ -460,8 +503,10 @@ class MLCGAN(PairedGAN):
     def critic_losses(self, fakes, source, target, condition, values):
         g_total, critic_total = 0.0, 0.0
         for critic in self.critics:
+            fake = (crop_box(fakes[0], critic.box) if critic.box is not None
+                    else fakes[self.levels.index(critic.level)])
             g_terms, critic_loss = self.critic_level_losses(
-                critic, fakes[self.levels.index(critic.level)], source, target, condition, values)
+                critic, fake, source, target, condition, values)
             g_total = g_total + g_terms
             critic_total = critic_total + critic_loss
         return g_total, (critic_total if self.critics else None)
@@ -473,13 +518,17 @@ class MLCGAN(PairedGAN):
         Returns (G's weighted terms [B], the critics' loss [B]).
         """
         w = self.loss_weights
-        level = critic.level
-        real = downsample_images(target, level)
-        source_at_level = downsample_images(source, level)
+        level = critic.name
+        if critic.box is not None:  # the same crop of the full-size target and source
+            real, source_at_level = crop_box(target, critic.box), crop_box(source, critic.box)
+        else:
+            real = downsample_images(target, critic.level)
+            source_at_level = downsample_images(source, critic.level)
         # (kind, weight, discriminator fn, its fn on real and fake stacked, real, fake input)
         parts = []
         if critic.photo is not None:
-            parts.append(("photo", w.photo_weight,
+            parts.append(("photo", w.mouth_critic_weight if critic.box is not None
+                          else w.photo_weight,
                           lambda image: critic.photo((image, source_at_level, condition), training=True),
                           lambda images: critic.photo(
                               (images, _twice(source_at_level), _twice(condition)), training=True),

@@ -84,6 +84,15 @@ def generator_adversarial_loss(fake_logits, kind="nonsaturating"):
     return _per_example_mean(term(tf.cast(fake_logits, tf.float32)))
 
 
+def weighted_l1_loss(generated, target, weights):
+    """Per-example mean of ``weights * |generated - target|`` ([B]); ``weights``
+    broadcasts to the images (e.g. [1, H, W, 1]). Not renormalised: weights
+    below 1 lower the loss's total weight where they lie."""
+    generated = tf.cast(generated, tf.float32)
+    target = tf.cast(target, tf.float32)
+    return _per_example_mean(tf.cast(weights, tf.float32) * tf.abs(generated - target))
+
+
 def l1_loss(generated, target):
     """Mean absolute error per example.
 

@@ -407,8 +407,6 @@ def validate(config):
     box = mouth_box_fractions(c.mouth_box)
     if c.mouth_critic_weight and c.model != "mlc":
         raise ConfigError("--mouth_critic_weight: only --model=mlc trains critic networks")
-    if c.mouth_l1_scale < 0:
-        raise ConfigError(f"--mouth_l1_scale={c.mouth_l1_scale}: must not be negative")
     if c.mouth_critic_weight or c.mouth_l1_scale != 1.0:
         side_x, side_y = (box[2] - box[0]) * c.resolution, (box[3] - box[1]) * c.resolution
         if abs(side_x - side_y) > 1e-6 or abs(side_x - round(side_x)) > 1e-6 or side_x < 8:
@@ -418,13 +416,10 @@ def validate(config):
     if c.expression_weight and c.model == "stargan":
         raise ConfigError("--expression_weight: --model=stargan already classifies in D "
                           "(use --cls_weight)")
-    for name in ("mouth_critic_weight",):
-        if getattr(c, name) < 0:
-            raise ConfigError(f"--{name}={getattr(c, name)}: must not be negative")
     for name in ("cpu_devices", "sample_every", "num_samples", "g_res_blocks", "l1_weight",
                  "colour_l1_weight", "expression_weight", "mask_sparsity_weight",
                  "mask_smooth_weight", "mask_binary_weight", "flow_smooth_weight",
-                 "warp_l1_weight", "flow_target_weight",
+                 "warp_l1_weight", "flow_target_weight", "mouth_critic_weight", "mouth_l1_scale",
                  "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
                  "rec_weight"):
         if getattr(c, name) < 0:

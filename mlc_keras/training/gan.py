@@ -93,20 +93,23 @@ class LevelCritic:
         return "mouth" if self.box is not None else str(self.level)
 
 
+def _box_slices(box, height, width):
+    """(rows, cols) slices of ``box`` (x0, y0, x1, y1 fractions) rounded to pixels."""
+    return (slice(int(round(box[1] * height)), int(round(box[3] * height))),
+            slice(int(round(box[0] * width)), int(round(box[2] * width))))
+
+
 def crop_box(images, box):
     """[B, H, W, C] -> the ``box`` (x0, y0, x1, y1 fractions, rounded to pixels)."""
-    h, w = images.shape[1], images.shape[2]
-    x0, x1 = int(round(box[0] * w)), int(round(box[2] * w))
-    y0, y1 = int(round(box[1] * h)), int(round(box[3] * h))
-    return images[:, y0:y1, x0:x1, :]
+    rows, cols = _box_slices(box, images.shape[1], images.shape[2])
+    return images[:, rows, cols, :]
 
 
 def box_weight_map(size, box, inside):
     """[1, size, size, 1] float32: 1 outside ``box``, ``inside`` within it."""
     weights = np.ones([1, size, size, 1], np.float32)
-    x0, x1 = int(round(box[0] * size)), int(round(box[2] * size))
-    y0, y1 = int(round(box[1] * size)), int(round(box[3] * size))
-    weights[:, y0:y1, x0:x1, :] = inside
+    rows, cols = _box_slices(box, size, size)
+    weights[:, rows, cols, :] = inside
     return tf.constant(weights)
 
 

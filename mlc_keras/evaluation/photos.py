@@ -152,8 +152,10 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
             f"--photo_subjects: {', '.join(missing)} lack(s) {london.NEUTRAL_DIR}/NNN_03.jpg or "
             f"{london.SMILING_DIR}/NNN_08.jpg in {photos_dir}")
     aligner = aligner or align.get_default_aligner()
+    from mlc_keras.evaluation.external_judge import face_patch
+
     out = {k: [] for k in ("subjects", "gen_region", "src_region", "src", "gen", "real", "rows",
-                           "mouths")}
+                           "mouths", "fer_src", "fer_gen", "fer_real")}
     skipped = []
     for subject in subjects:
         try:
@@ -176,6 +178,11 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
                             _crop(target, real_face, cell)])
         out["mouths"].append([mouth_tile(photo, face), mouth_tile(pasted, face),
                               mouth_tile(target, real_face)])
+        # the external judge sees each photo's detector box (the pasted photo
+        # through its source's box: the face has not moved)
+        out["fer_src"].append(face_patch(photo, face.box))
+        out["fer_gen"].append(face_patch(pasted, face.box))
+        out["fer_real"].append(face_patch(target, real_face.box))
     if not out["subjects"]:
         raise PhotoEvaluationError(f"no usable subject among {', '.join(subjects)}: "
                                    + "; ".join(s["reason"] for s in skipped))
@@ -227,6 +234,25 @@ def _judge(src, gen, real, subjects, generator_subjects, classifier, classifier_
     return judge
 
 
+def _external(data, external_judge, seed):
+    """The FER2013 judge's happy rates and ratios (``external_judge``), or
+    {"available": False, "reason"} when it is off or, under "auto", not installed."""
+    from mlc_keras.errors import MissingDependencyError
+    from mlc_keras.evaluation import external_judge as ext
+
+    if external_judge == "off":
+        return {"available": False, "reason": "--external_judge=off"}
+    try:
+        judge = ext.ExternalJudge(None if external_judge == "auto" else external_judge)
+    except MissingDependencyError as e:
+        if external_judge != "auto":
+            raise
+        return {"available": False, "reason": str(e)}
+    out = ext.compare(*(judge.happy_probabilities(np.stack(data[k]))
+                        for k in ("fer_src", "fer_gen", "fer_real")), seed=seed)
+    return {"available": True, "sha256": judge.sha256, **out}
+
+
 def _targets(results):
     figures = {
         "sharpness_ratio": results["sharpness"].get("mean"),
@@ -253,7 +279,7 @@ def _targets(results):
 def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None, crop=128,
                     cell=256, classifier="features", classifier_epochs=30, classifier_width=None,
                     classifier_lr=None, two_sample_arch="small", two_sample_epochs=15, seed=0,
-                    aligner=None, intensity=1.0):
+                    aligner=None, intensity=1.0, external_judge="auto"):
     """Full-photo neutral -> happy evaluation (see the module docstring).
 
     Args:
@@ -270,6 +296,9 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
       classifier, classifier_epochs, classifier_width, classifier_lr: the judge.
       two_sample_arch, two_sample_epochs: the real-vs-generated classifier.
       intensity: the expression's intensity (``synthesize --intensity``).
+      external_judge: "auto" (the FER2013 judge of ``external_judge`` when its
+        model file is installed), "off", or the path of that model file
+        (missing: an error). Reported beside the targets, not as one.
 
     Returns:
       the results dict written to photos.json (nan as None).
@@ -305,6 +334,7 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
     results["judge"] = _judge(data["src"], data["gen"], data["real"], used, generator_subjects,
                               classifier, classifier_epochs, seed, classifier_width,
                               classifier_lr)
+    results["external_judge"] = _external(data, external_judge, seed)
     results["targets"] = _targets(results)
     os.makedirs(output, exist_ok=True)
     write_png_atomic(sheet, make_grid(data["rows"]))
@@ -333,6 +363,23 @@ def target_lines(results):
             + (f"[95% CI {t['ci'][0]:.2f}, {t['ci'][1]:.2f}] " if t.get("ci") else "")
             + f"(target {t['target']})" + (f" - {t['note']}, not a win" if t.get("note") else "")
             for t in results["targets"]]
+
+
+def external_line(results):
+    """One line on the external FER2013 judge: its happy rates and ratios."""
+    e = results.get("external_judge") or {}
+    if not e.get("available"):
+        return f"external judge: unavailable ({e.get('reason', 'not run')})"
+
+    def ci(key):
+        return f" [95% CI {e[key][0]:.2f}, {e[key][1]:.2f}]" if e.get(key) else ""
+
+    g, r, s = e["generated"], e["real"], e["source"]
+    return (f"external judge (FER2013, never trained here): happy rate generated "
+            f"{g['happy_rate']:.3f} / real {r['happy_rate']:.3f} (source {s['happy_rate']:.3f}), "
+            f"ratio {_fmt(e['rate_ratio'], 3)}{ci('rate_ratio_ci')}; mean p(happy) generated "
+            f"{g['mean_p_happy']:.3f} / real {r['mean_p_happy']:.3f} (source "
+            f"{s['mean_p_happy']:.3f}), ratio {_fmt(e['mean_p_ratio'], 3)}{ci('mean_p_ratio_ci')}")
 
 
 def render_markdown(results):
@@ -370,6 +417,10 @@ def render_markdown(results):
     if j.get("suspect"):
         lines += [f"**{j['suspect']}**", ""]
     lines += ["## Targets", ""] + [f"- {line}" for line in target_lines(r)]
+    lines += ["", "## A judge this project never trains", "", external_line(r)]
+    if r.get("external_judge", {}).get("available"):
+        lines += ["", f"Protocol: {r['external_judge']['protocol']}. Not an issue target: a check "
+                  "on the disjoint-subject judge above, which is trained on 11 people per fold."]
     lines += ["", f"Contact sheet (outside the repository): `{r['paths']['sheet']}`; the mouths "
               f"at the photos' own pixels, about 2x: `{r['paths'].get('mouth_sheet')}`.", "",
               LONDON_ATTRIBUTION, ""]
@@ -379,6 +430,6 @@ def render_markdown(results):
 def console_summary(results):
     """The lines the evaluate command prints for the photos."""
     return "\n".join(["full photos (neutral -> happy):"] + [f"  {x}" for x in target_lines(results)]
-                     + [f"report: {results['paths']['markdown']}",
+                     + [f"  {external_line(results)}", f"report: {results['paths']['markdown']}",
                         f"contact sheet: {results['paths']['sheet']}",
                         f"mouths (photo pixels, about 2x): {results['paths'].get('mouth_sheet')}"])

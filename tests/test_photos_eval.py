@@ -160,3 +160,14 @@ def test_command_choices_and_training_subjects_are_refused(tmp_path):
     with pytest.raises(SubjectOverlapError, match="001"):
         photos.evaluate_photos_for(str(run), "", str(tmp_path), ["001", "003"],
                                    str(tmp_path / "out"))
+
+
+def test_a_named_external_judge_file_that_is_missing_fails_before_any_work(tmp_path):
+    from mlc_keras.errors import MissingDependencyError
+
+    absent = str(tmp_path / "emotion_model.hdf5")
+    # "no-model-needed" is no model: the judge's path must be refused first
+    with pytest.raises(MissingDependencyError, match="--external_judge: .*emotion_model.hdf5"):
+        photos.evaluate_photos("no-model-needed", str(tmp_path), ["001"], str(tmp_path / "out"),
+                               external_judge=absent)
+    assert not os.path.exists(tmp_path / "out")

@@ -21,6 +21,10 @@ paste_back=True)`` makes the pasted photo at the photo's own resolution; then
                 judges the other half's real smiling and generated crops;
                 happy rate generated / real with its subject-bootstrap
                 interval, and the suspect note.
+  external_judge  a second opinion on the smile from the FER2013 judge this
+                project never trains (``evaluation.external_judge``): happy
+                rates and mean p(happy) of source, generated and real; not a
+                target.
   targets       sharpness ratio >= 0.8, identity distance <= 0.25, two-sample
                 accuracy <= 0.70, happy-rate ratio >= 0.9: "met" / "not met".
 
@@ -143,6 +147,7 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
     """Per subject: full-resolution face-box regions, aligned crops, sheet cells."""
     from mlc_keras.data import align
     from mlc_keras.data.sources import london
+    from mlc_keras.evaluation.external_judge import face_patch
     from mlc_keras.inference.synthesize import synthesize_photo
 
     neutral, smiling = london.scan_london(photos_dir)
@@ -152,8 +157,6 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
             f"--photo_subjects: {', '.join(missing)} lack(s) {london.NEUTRAL_DIR}/NNN_03.jpg or "
             f"{london.SMILING_DIR}/NNN_08.jpg in {photos_dir}")
     aligner = aligner or align.get_default_aligner()
-    from mlc_keras.evaluation.external_judge import face_patch
-
     out = {k: [] for k in ("subjects", "gen_region", "src_region", "src", "gen", "real", "rows",
                            "mouths", "fer_src", "fer_gen", "fer_real")}
     skipped = []
@@ -244,7 +247,7 @@ def _external(data, external_judge, seed):
         return {"available": False, "reason": "--external_judge=off"}
     try:
         judge = ext.ExternalJudge(None if external_judge == "auto" else external_judge)
-    except MissingDependencyError as e:
+    except (MissingDependencyError, ext.ExternalJudgeError) as e:
         if external_judge != "auto":
             raise
         return {"available": False, "reason": str(e)}
@@ -310,6 +313,10 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
     from mlc_keras.inference.synthesize import make_grid
 
     sheet = _check_output(output)
+    if external_judge not in ("auto", "off"):  # a named model file: fail before the work
+        from mlc_keras.evaluation.external_judge import find_model
+
+        find_model(external_judge)
     subjects = [str(s).strip() for s in subjects if str(s).strip()]
     if generator_subjects is not None:
         realism.disjoint_subjects(subjects, generator_subjects)

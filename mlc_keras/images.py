@@ -41,6 +41,13 @@ def tf_to_float(images):
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
+def clip_crop(image, box):
+    """The (x0, y0, x1, y1) pixel box of an [H, W, ...] array, clipped to it."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    return image[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
+
+
 @functools.lru_cache(maxsize=1)
 def _file_mode():
     """The mode ``open()`` gives a new file under this process's umask (read

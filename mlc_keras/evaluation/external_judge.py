@@ -1,4 +1,4 @@
-"""An expression judge this project never trains (imports errors, evaluation/realism).
+"""An expression judge this project never trains (imports errors, images, evaluation/realism).
 
 The disjoint-subject judge of ``evaluation.photos`` is trained on 11 people
 per fold, so it is weak and it can be near a decision boundary for many
@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from mlc_keras.errors import MissingDependencyError, UserError
+from mlc_keras.images import clip_crop
 
 __all__ = ["FER_CLASSES", "FER_SHA256", "ExternalJudge", "ExternalJudgeError", "compare",
            "face_patch", "find_model"]
@@ -92,20 +93,18 @@ def face_patch(image, box, margin=MARGIN, size=PATCH):
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"face_patch: image must be uint8 [H, W, 3]; got {image.dtype} "
                          f"{list(image.shape)}")
-    h, w = image.shape[:2]
     x0, y0, x1, y1 = (int(v) for v in box)
     dx, dy = int(margin * (x1 - x0)), int(margin * (y1 - y0))
-    x0, x1 = max(0, x0 - dx), min(w, x1 + dx)
-    y0, y1 = max(0, y0 - dy), min(h, y1 + dy)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"face_patch: box {tuple(box)} lies outside the {w}x{h} image")
-    grey = Image.fromarray(image[y0:y1, x0:x1]).convert("L").resize((size, size),
-                                                                      Image.BILINEAR)
+    face = clip_crop(image, (x0 - dx, y0 - dy, x1 + dx, y1 + dy))
+    if face.size == 0:
+        raise ValueError(f"face_patch: box {tuple(box)} lies outside the "
+                         f"{image.shape[1]}x{image.shape[0]} image")
+    grey = Image.fromarray(face).convert("L").resize((size, size), Image.BILINEAR)
     return (np.asarray(grey, np.float32) / 255.0 - 0.5) * 2.0
 
 
 class ExternalJudge:
-    """The FER2013 classifier; ``happy_probabilities(patches) -> [N]``."""
+    """The FER2013 classifier; ``happy_probabilities(patches) -> (p, is_happy)``."""
 
     def __init__(self, path=None, check_sha256=True):
         import keras
@@ -129,6 +128,7 @@ class ExternalJudge:
         return np.asarray(self.model.predict(x[..., None], verbose=0, batch_size=64))
 
     def happy_probabilities(self, patches):
+        """([N] p(happy), [N] bool: happy is the argmax class) of [N, 64, 64] patches."""
         p = self.probabilities(patches)
         return p[:, FER_CLASSES.index("happy")], p.argmax(axis=1) == FER_CLASSES.index("happy")
 
@@ -145,11 +145,11 @@ def compare(source, generated, real, seed=0):
     from mlc_keras.evaluation.realism import paired_ratio_ci
 
     sets = {"source": source, "generated": generated, "real": real}
-    n = {len(np.asarray(v[0]).reshape(-1)) for v in sets.values()}
-    if len(n) != 1:
+    sizes = [np.size(p) for p, _ in sets.values()]
+    if len(set(sizes)) != 1:
         raise ValueError(f"external judge: source, generated and real need one face per subject "
-                         f"each; got {[len(np.asarray(v[0]).reshape(-1)) for v in sets.values()]}")
-    out = {"protocol": PROTOCOL, "n": n.pop()}
+                         f"each; got {sizes}")
+    out = {"protocol": PROTOCOL, "n": sizes[0]}
     for name, (p, hit) in sets.items():
         out[name] = {"happy_rate": float(np.mean(hit)), "mean_p_happy": float(np.mean(p)),
                      "p_happy": [round(float(v), 4) for v in np.asarray(p).reshape(-1)]}

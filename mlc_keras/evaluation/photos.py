@@ -43,7 +43,7 @@ import numpy as np
 
 from mlc_keras.errors import UserError
 from mlc_keras.evaluation.report import _fmt, clean, two_sample_cell, verification_cell
-from mlc_keras.images import read_json, write_json_atomic, write_png_atomic, write_text_atomic
+from mlc_keras.images import clip_crop, read_json, write_json_atomic, write_png_atomic, write_text_atomic
 
 __all__ = ["PHOTO_TARGETS", "PhotoEvaluationError", "console_summary", "evaluate_photos",
            "evaluate_photos_for", "mouth_tile", "render_markdown"]
@@ -92,12 +92,6 @@ def _crop(photo, face, size):
     from mlc_keras.data import align
 
     return align.align_face(photo, face.left_eye, face.right_eye, size)[0]
-
-
-def _box_region(image, box):
-    h, w = image.shape[:2]
-    x0, y0, x1, y1 = box
-    return image[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
 
 
 MOUTH_SHEET = "mouth_sheet.png"
@@ -172,8 +166,8 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
         face, photo = result.faces[0].face, result.photo
         pasted = result.pasted(result.expressions[0])
         out["subjects"].append(subject)
-        out["gen_region"].append(_box_region(pasted, face.box))
-        out["src_region"].append(_box_region(photo, face.box))
+        out["gen_region"].append(clip_crop(pasted, face.box))
+        out["src_region"].append(clip_crop(photo, face.box))
         out["src"].append(_crop(photo, face, crop))
         out["gen"].append(_crop(pasted, face, crop))
         out["real"].append(_crop(target, real_face, crop))

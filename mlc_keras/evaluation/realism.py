@@ -31,7 +31,7 @@ import numpy as np
 
 from mlc_keras.errors import UserError
 from mlc_keras.evaluation.classifier import predict_labels, train_classifier
-from mlc_keras.images import to_float, to_uint8
+from mlc_keras.images import clip_crop, to_float, to_uint8
 
 __all__ = [
     "DLIB_SAME_PERSON_THRESHOLD",
@@ -233,11 +233,7 @@ def sharpness(images, boxes=None):
             raise RealismError(f"image {i}: expected [H, W, 3], got {x.shape}")
         luma = ((to_float(x).astype(np.float64) + 1.0) * 127.5) @ _LUMA
         if boxes is not None:
-            h, w = luma.shape
-            x0, y0, x1, y1 = (int(round(v)) for v in boxes[i])
-            x0, x1 = max(0, x0), min(w, x1)
-            y0, y1 = max(0, y0), min(h, y1)
-            luma = luma[y0:y1, x0:x1]
+            luma = clip_crop(luma, [int(round(v)) for v in boxes[i]])
         if luma.shape[0] < 3 or luma.shape[1] < 3:
             raise RealismError(f"image {i}: region {luma.shape[1]}x{luma.shape[0]} is smaller "
                                f"than the 3x3 Laplacian")

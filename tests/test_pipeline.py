@@ -244,3 +244,67 @@ def test_read_landmarks_names_what_is_missing(tmp_path):
     size, table = read_landmarks(manifest, paths[:1])
     assert size == 256 and table.shape == (1, 68, 2)
     np.testing.assert_array_equal(table[0], points)
+
+
+def _mouth(gap, width=40.0):
+    """68 landmarks with the mouth corners ``width`` apart and the inner lips
+    (61-63 over 67-65) ``gap`` apart; the other points are irrelevant."""
+    points = np.zeros((68, 2), np.float32)
+    points[48], points[54] = (0.0, 0.0), (width, 0.0)
+    for upper, lower, x in ((61, 67, 10.0), (62, 66, 20.0), (63, 65, 30.0)):
+        points[upper], points[lower] = (x, -gap / 2), (x, gap / 2)
+    return points
+
+
+def test_mouth_openness_is_the_inner_lip_gap_over_the_mouth_width():
+    got = pipeline.mouth_openness(np.stack([_mouth(0.0), _mouth(4.0), _mouth(6.0, width=30.0)]))
+    np.testing.assert_allclose(got, [0.0, 0.1, 0.2], atol=1e-6)
+
+
+def test_open_mouth_filter_drops_only_closed_targets_of_the_named_class():
+    recs = records_for({"a": ["neutral", "happy"], "b": ["neutral", "happy"], "c": ["neutral", "happy"]})
+    vocab = ("neutral", "happy")
+    pairs, _ = pipeline.build_pairs(recs, vocab, ("a", "b", "c"), source_expression="any",
+                                    identity_pairs=False)
+    open_by_path = {"/x/a_happy.png": 0.2, "/x/b_happy.png": 0.01, "/x/c_happy.png": 0.05}
+    openness = [open_by_path.get(p, 0.0) for p in pairs.paths]
+    kept, dropped = pipeline.keep_open_mouth_targets(pairs, openness, [1], 0.05)
+    assert dropped == 1 and len(kept) == 5
+    got = {(kept.paths[s], kept.paths[t]) for s, t in zip(kept.src, kept.tgt)}
+    assert ("/x/b_neutral.png", "/x/b_happy.png") not in got
+    # b's closed smile still teaches the way back to neutral; c sits at the threshold.
+    assert ("/x/b_happy.png", "/x/b_neutral.png") in got
+    assert ("/x/c_neutral.png", "/x/c_happy.png") in got
+    for s, t in zip(kept.src, kept.tgt):  # indices still point at the right labels
+        assert kept.subjects[s] == kept.subjects[t] and kept.labels[s] != kept.labels[t]
+    with pytest.raises(pipeline.DataError, match="no training target of class 1"):
+        pipeline.keep_open_mouth_targets(pairs, openness, [1], 0.5)
+
+
+def test_open_mouth_targets_flag_filters_the_training_pairs_only(tmp_path):
+    import json
+
+    from mlc_keras.config import ConfigError, make_config, validate
+    from mlc_keras.data.manifest import LANDMARKS_NAME
+    from mlc_keras.data.prepare import select_pairs
+
+    (tmp_path / "images").mkdir()
+    recs, points = [], {}
+    for subject, gap in (("s1", 8.0), ("s2", 0.5), ("s3", 0.5)):
+        for expression in ("neutral", "happy"):
+            path = tmp_path / "images" / f"{subject}_{expression}.png"
+            Image.new("RGB", (16, 16), (120, 90, 60)).save(path)
+            recs.append(Record(str(path), subject, expression))
+            points[path.name] = _mouth(gap if expression == "happy" else 0.0).tolist()
+    write_manifest(str(tmp_path / "manifest.csv"), recs)
+    (tmp_path / LANDMARKS_NAME).write_text(json.dumps({"crop_size": 16, "points": points}))
+    common = dict(dataset="manifest", data_dir=str(tmp_path), expressions=("neutral", "happy"),
+                  source_expression="any", identity_pairs=False, test_subjects=("s3",))
+    plain = select_pairs(validate(make_config(**common)))
+    only_open = select_pairs(validate(make_config(open_mouth_targets=("smile",), **common)))
+    assert len(plain.train_pairs) == 4 and len(only_open.train_pairs) == 3
+    assert len(only_open.test_pairs) == len(plain.test_pairs) == 2  # s3's closed smile stays
+    with pytest.raises(ConfigError, match="--open_mouth_targets=sad: sad not among --expressions"):
+        validate(make_config(open_mouth_targets=("sad",), **common))
+    with pytest.raises(ConfigError, match="--mouth_open_threshold=1.5: must lie in"):
+        validate(make_config(open_mouth_targets=("happy",), mouth_open_threshold=1.5, **common))

@@ -152,6 +152,40 @@ def build_pairs(records, vocabulary, subjects, source_expression="neutral", iden
     ), skipped
 
 
+def mouth_openness(points):
+    """Inner-lip gap over mouth width per face: float [N] from dlib's 68
+    points [N, 68, 2] (mean distance of inner-lip points 61-63 to 67-65 over
+    the corner distance 48-54). Closed lips read about 0-0.04, a smile with
+    teeth 0.06-0.3."""
+    points = np.asarray(points, np.float64)
+    gap = np.linalg.norm(points[:, [61, 62, 63]] - points[:, [67, 66, 65]], axis=-1).mean(-1)
+    width = np.linalg.norm(points[:, 54] - points[:, 48], axis=-1)
+    return gap / np.maximum(width, 1e-6)
+
+
+def keep_open_mouth_targets(pairs, openness, label_ids, threshold):
+    """``pairs`` less those whose target has a label in ``label_ids`` and a
+    mouth openness (per image, ``mouth_openness``) below ``threshold``;
+    images no kept pair uses are dropped. Returns (PairSet, dropped pair
+    count); raises DataError when a label is left with no target."""
+    openness = np.asarray(openness, np.float64)
+    closed = np.isin(pairs.tgt_label, list(label_ids)) & (openness[pairs.tgt] < threshold)
+    for label in label_ids:
+        if not np.any((pairs.tgt_label == label) & ~closed):
+            raise DataError(f"--open_mouth_targets: no training target of class {label} has a mouth "
+                            f"open by --mouth_open_threshold={threshold}; lower the threshold")
+    src, tgt = pairs.src[~closed], pairs.tgt[~closed]
+    used = np.unique(np.concatenate([src, tgt]))
+    remap = np.full(len(pairs.paths), -1, np.int32)
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    kept = dataclasses.replace(
+        pairs, paths=tuple(pairs.paths[i] for i in used),
+        subjects=tuple(pairs.subjects[i] for i in used), labels=pairs.labels[used],
+        src=remap[src], tgt=remap[tgt],
+        points=None if pairs.points is None else pairs.points[used])
+    return kept, int(closed.sum())
+
+
 def check_images(paths, skip_bad=False, workers=8):
     """Opens every image with PIL; returns the set of unreadable paths.
 

@@ -89,6 +89,14 @@ def select_pairs(config):
     train_pairs, skipped = pipeline.build_pairs(
         records, vocab, train_subjects, config.source_expression, config.identity_pairs,
         config.skip_bad_images)
+    if config.open_mouth_targets:
+        _, points = read_landmarks(manifest, train_pairs.paths)
+        ids = [vocab.index(e) for e in config.open_mouth_targets]
+        before = len(train_pairs)
+        train_pairs, dropped = pipeline.keep_open_mouth_targets(
+            train_pairs, pipeline.mouth_openness(points), ids, config.mouth_open_threshold)
+        log.info("--open_mouth_targets=%s: %d of %d training pairs dropped (target's lips closed)",
+                 ",".join(config.open_mouth_targets), dropped, before)
     test_pairs, skipped_test = ((None, []) if not test_subjects else pipeline.build_pairs(
         records, vocab, test_subjects, config.source_expression, config.identity_pairs,
         config.skip_bad_images))

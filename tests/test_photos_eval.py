@@ -89,6 +89,16 @@ def test_full_photos_on_london(aligner, exported_keras, tmp_path):
         assert "external judge (FER2013" in photos.console_summary(results)
     else:
         assert "fer" in ext["reason"]
+    lips = on_disk["mouth_open"]
+    assert lips["available"] and lips["threshold"] == photos.MOUTH_OPEN_THRESHOLD
+    for kind in ("source", "generated", "real"):
+        values = lips[kind]["openness"]
+        assert len(values) == len(used) and all(v >= 0 for v in values)
+        assert lips[kind]["open_rate"] == pytest.approx(
+            np.mean(np.array(values) >= lips["threshold"]), abs=1e-6)
+    # neutral London mouths are closed (at most 5 of 102 read above 0.05)
+    assert lips["source"]["mean"] < lips["real"]["mean"]
+    assert "lips apart (inner-lip gap" in photos.console_summary(results)
     assert [x["key"] for x in on_disk["targets"]] == [k for k, *_ in photos.PHOTO_TARGETS]
     assert all(isinstance(x["met"], bool) for x in on_disk["targets"])
 

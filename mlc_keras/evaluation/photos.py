@@ -25,6 +25,10 @@ paste_back=True)`` makes the pasted photo at the photo's own resolution; then
                 project never trains (``evaluation.external_judge``): happy
                 rates and mean p(happy) of source, generated and real; not a
                 target.
+  mouth_open    how often the lips are apart (dlib's inner-lip gap over the
+                mouth's width >= 0.05, ``pipeline.mouth_openness``) in source,
+                generated and real: London smiles with teeth are apart, a
+                generated pale band where teeth would be is not.
   targets       sharpness ratio >= 0.8, identity distance <= 0.25, two-sample
                 accuracy <= 0.70, happy-rate ratio >= 0.9: "met" / "not met".
 
@@ -95,6 +99,7 @@ def _crop(photo, face, size):
 
 
 MOUTH_SHEET = "mouth_sheet.png"
+MOUTH_OPEN_THRESHOLD = 0.05  # the default of --mouth_open_threshold (train)
 MOUTH_TILE = (240, 160)  # (width, height) of a mouth tile: about 2x the native mouth box
 
 
@@ -152,7 +157,7 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
             f"{london.SMILING_DIR}/NNN_08.jpg in {photos_dir}")
     aligner = aligner or align.get_default_aligner()
     out = {k: [] for k in ("subjects", "gen_region", "src_region", "src", "gen", "real", "rows",
-                           "mouths", "fer_src", "fer_gen", "fer_real")}
+                           "mouths", "fer_src", "fer_gen", "fer_real", "lips")}
     skipped = []
     for subject in subjects:
         try:
@@ -180,6 +185,10 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
         out["fer_src"].append(face_patch(photo, face.box))
         out["fer_gen"].append(face_patch(pasted, face.box))
         out["fer_real"].append(face_patch(target, real_face.box))
+        # lips apart? dlib's points fitted again inside the source's box on the
+        # pasted photo (the detector's own points for the two photos)
+        out["lips"].append([face.landmarks, aligner.landmarks_in_box(pasted, face.box),
+                            real_face.landmarks])
     if not out["subjects"]:
         raise PhotoEvaluationError(f"no usable subject among {', '.join(subjects)}: "
                                    + "; ".join(s["reason"] for s in skipped))
@@ -248,6 +257,33 @@ def _external(data, external_judge, seed):
     out = ext.compare(*(judge.happy_probabilities(np.stack(data[k]))
                         for k in ("fer_src", "fer_gen", "fer_real")), seed=seed)
     return {"available": True, "sha256": judge.sha256, **out}
+
+
+def _mouth_open(lips, threshold=MOUTH_OPEN_THRESHOLD):
+    """Per kind (source, generated, real): each face's inner-lip gap over its
+    mouth width (``pipeline.mouth_openness``), their mean, and the share at or
+    above ``threshold`` (lips apart; London's smiles with teeth)."""
+    from mlc_keras.data.pipeline import mouth_openness
+
+    if any(len(p) != 68 for row in lips for p in row):
+        return {"available": False, "reason": "needs dlib's 68 landmarks"}
+    out = {"available": True, "threshold": threshold}
+    for i, kind in enumerate(("source", "generated", "real")):
+        values = mouth_openness(np.stack([row[i] for row in lips]))
+        out[kind] = {"openness": values.round(4).tolist(), "mean": float(values.mean()),
+                     "open_rate": float(np.mean(values >= threshold))}
+    return out
+
+
+def mouth_line(results):
+    """One line on how often the lips are apart, generated beside real."""
+    m = results.get("mouth_open") or {}
+    if not m.get("available"):
+        return f"lips apart: unavailable ({m.get('reason', 'not run')})"
+    g, r, s = m["generated"], m["real"], m["source"]
+    return (f"lips apart (inner-lip gap >= {m['threshold']:g} of the mouth's width): generated "
+            f"{g['open_rate']:.3f} / real {r['open_rate']:.3f} (source {s['open_rate']:.3f}); "
+            f"mean gap generated {g['mean']:.3f} / real {r['mean']:.3f} (source {s['mean']:.3f})")
 
 
 def _targets(results):
@@ -336,6 +372,7 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
                               classifier, classifier_epochs, seed, classifier_width,
                               classifier_lr)
     results["external_judge"] = _external(data, external_judge, seed)
+    results["mouth_open"] = _mouth_open(data["lips"])
     results["targets"] = _targets(results)
     os.makedirs(output, exist_ok=True)
     write_png_atomic(sheet, make_grid(data["rows"]))
@@ -422,6 +459,7 @@ def render_markdown(results):
     if r.get("external_judge", {}).get("available"):
         lines += ["", f"Protocol: {r['external_judge']['protocol']}. Not an issue target: a check "
                   "on the disjoint-subject judge above, which is trained on 11 people per fold."]
+    lines += ["", "## The mouth", "", mouth_line(r)]
     lines += ["", f"Contact sheet (outside the repository): `{r['paths']['sheet']}`; the mouths "
               f"at the photos' own pixels, about 2x: `{r['paths'].get('mouth_sheet')}`.", "",
               LONDON_ATTRIBUTION, ""]
@@ -431,6 +469,6 @@ def render_markdown(results):
 def console_summary(results):
     """The lines the evaluate command prints for the photos."""
     return "\n".join(["full photos (neutral -> happy):"] + [f"  {x}" for x in target_lines(results)]
-                     + [f"  {external_line(results)}", f"report: {results['paths']['markdown']}",
+                     + [f"  {external_line(results)}", f"  {mouth_line(results)}", f"report: {results['paths']['markdown']}",
                         f"contact sheet: {results['paths']['sheet']}",
                         f"mouths (photo pixels, about 2x): {results['paths'].get('mouth_sheet')}"])

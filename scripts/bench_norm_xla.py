@@ -4,7 +4,9 @@ function under XLA, and against plain moments with and without XLA. Prints one
 line per shape and variant (median of 10 calls, ms). Run:
     TF_ENABLE_ONEDNN_OPTS=1 python scripts/bench_norm_xla.py
 """
-import time, statistics, sys
+import statistics
+import time
+
 import tensorflow as tf
 from mlc_keras.models.layers import fused_instance_norm
 

@@ -42,3 +42,17 @@ def test_bad_flags_exit_with_the_flag_named(argv, message, capsys):
     with pytest.raises(SystemExit):
         precision_learning.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_the_serving_check_reports_each_input_kind_against_the_2_255_target():
+    args = precision_learning.parse_args(["--seeds=0", "--steps=10"])
+    checks = [{"inputs": "8 uniform-noise images", "max_255": 1.5, "p999_255": 0.9, "mean_255": 0.1,
+               "share_over_2_255": 0.0},
+              {"inputs": "16 held-out images", "max_255": 7.75, "p999_255": 2.1, "mean_255": 0.12,
+               "share_over_2_255": 0.0012}]
+    text, _ = precision_learning.report(args, {"float32_s0": {64: 0.1}, "bfloat16_s0": {64: 0.1}},
+                                        checks, {})
+    lines = [line for line in text.splitlines() if "SavedModel variant" in line]
+    assert len(lines) == 2
+    assert "8 uniform-noise images" in lines[0] and lines[0].endswith("within 2/255: met).")
+    assert "16 held-out images" in lines[1] and "NOT met" in lines[1] and "7.75/255" in lines[1]

@@ -30,7 +30,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from mlc_keras.training.runtime import configure_cpu
 
-    configure_cpu()
+    configure_cpu(inference=True)  # never trains
     from mlc_keras.inference.compare import compare_runs
 
     f = flags.FLAGS

@@ -39,7 +39,7 @@ def main(argv):
             'the demo needs Flask: pip install -e ".[demo]" (or pip install flask)') from None
     from mlc_keras.training.runtime import configure_cpu
 
-    configure_cpu()  # before TensorFlow is imported
+    configure_cpu(inference=True)  # before TensorFlow is imported (never trains)
     from mlc_keras.web.app import serve
 
     f = flags.FLAGS

@@ -32,7 +32,7 @@ def main(argv):
     del argv
     from mlc_keras.training.runtime import configure_cpu
 
-    print(configure_cpu(), flush=True)
+    print(configure_cpu(inference=True), flush=True)  # never trains
     from mlc_keras.inference.export import export_run
 
     f = flags.FLAGS

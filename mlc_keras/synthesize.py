@@ -43,7 +43,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from mlc_keras.training.runtime import configure_cpu
 
-    configure_cpu()  # before TensorFlow is imported
+    configure_cpu(inference=True)  # before TensorFlow is imported (never trains)
     from mlc_keras.inference.synthesize import run_synthesis
 
     f = flags.FLAGS

@@ -18,6 +18,12 @@
 #   BIND              host address to publish on (default 127.0.0.1; use
 #                     0.0.0.0 to accept other machines)
 #   CONTAINER_NAME    docker container name (default mlc-serving)
+#   TF_ENABLE_ONEDNN_OPTS            passed to the server (default 1: oneDNN
+#                     on, which TensorFlow leaves off on AMD CPUs)
+#   TF_ONEDNN_ASSUME_FROZEN_WEIGHTS  passed to the server (default 1: filters
+#                     are reordered once and kept; batch 1 runs about 2x
+#                     faster on AVX2 CPUs, see BENCHMARKS.md; the server never
+#                     changes a weight, so the cache cannot go stale)
 set -euo pipefail
 
 usage() {  # the comment block above, without the '# '
@@ -62,6 +68,8 @@ exec docker run --rm --init --name "$name" \
   -p "$bind:$rest_port:8501" \
   -v "$export_root:/models:ro" \
   -v "$config_dir:/config:ro" \
+  -e "TF_ENABLE_ONEDNN_OPTS=${TF_ENABLE_ONEDNN_OPTS:-1}" \
+  -e "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=${TF_ONEDNN_ASSUME_FROZEN_WEIGHTS:-1}" \
   "$image" \
   --model_config_file=/config/models.config \
   --model_config_file_poll_wait_seconds=60 \

@@ -81,3 +81,46 @@ def test_native_logs_are_hidden_by_default_and_shown_on_request(show):
     assert "python stderr line" in proc.stderr
     assert "a C++ line the user should see" in proc.stderr
     assert ("failed call to cuInit" in proc.stderr) == show, proc.stderr
+
+
+# -- TF_ONEDNN_ASSUME_FROZEN_WEIGHTS: on for inference, refused where anything trains
+
+
+@pytest.fixture
+def no_frozen_env(monkeypatch):
+    from mlc_keras.training import runtime
+
+    monkeypatch.setattr(runtime, "quiet_native_logs", lambda: False)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # left as the process had it
+    monkeypatch.delenv(runtime.FROZEN_WEIGHTS, raising=False)
+    return runtime
+
+
+def test_inference_processes_get_frozen_weights_unless_the_user_chose(no_frozen_env, monkeypatch):
+    runtime = no_frozen_env
+    note = runtime.configure_cpu(inference=True)
+    assert os.environ[runtime.FROZEN_WEIGHTS] == "1" and runtime.FROZEN_WEIGHTS in note
+    monkeypatch.setenv(runtime.FROZEN_WEIGHTS, "0")
+    runtime.configure_cpu(inference=True)
+    assert os.environ[runtime.FROZEN_WEIGHTS] == "0"
+    runtime.configure_cpu()  # "0" is not a request for frozen weights: training may go on
+
+
+def test_training_processes_refuse_frozen_weights(no_frozen_env, monkeypatch):
+    runtime = no_frozen_env
+    assert "FROZEN" not in runtime.configure_cpu()
+    assert runtime.FROZEN_WEIGHTS not in os.environ  # training never sets it
+    monkeypatch.setenv(runtime.FROZEN_WEIGHTS, "1")
+    with pytest.raises(runtime.FrozenWeightsError, match="TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1"):
+        runtime.configure_cpu()
+
+
+@pytest.mark.parametrize("module", ["mlc_keras.train", "mlc_keras.evaluate", "mlc_keras.benchmark"])
+def test_commands_that_train_exit_with_one_line_under_frozen_weights(module, tmp_path):
+    env = {**os.environ, "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
+    proc = subprocess.run([sys.executable, "-m", module, f"--workdir={tmp_path / 'w'}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1" in lines[0], proc.stderr
+    assert not (tmp_path / "w").exists()  # nothing written

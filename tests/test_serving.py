@@ -378,3 +378,58 @@ def test_launch_script_is_well_formed():
     if shutil.which("bash"):  # parse only (-n): the script is never executed here
         proc = subprocess.run(["bash", "-n", path], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_launch_script_passes_the_onednn_settings_to_the_server(tmp_path):
+    """Run against a stand-in ``docker`` on PATH that prints its arguments."""
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "docker"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    root = tmp_path / "export"
+    (root / "mlc" / "3").mkdir(parents=True)
+    (root / "mlc" / "3" / "saved_model.pb").write_bytes(b"")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS")}
+    env["PATH"] = f"{tmp_path / 'bin'}:{env['PATH']}"
+
+    def launch(**extra):
+        proc = subprocess.run(["bash", os.path.join(SERVING, "launch.sh"), str(root)],
+                              capture_output=True, text=True, env={**env, **extra})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    args = launch()
+    assert "TF_ENABLE_ONEDNN_OPTS=1" in args and "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1" in args
+    assert args[args.index("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1") - 1] == "-e"
+    assert f"{root}:/models:ro" in args
+    assert "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=0" in launch(TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="0")
+
+
+FROZEN_PROBE = """
+import sys, numpy as np, tensorflow as tf
+fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+x = np.random.default_rng(0).uniform(-1, 1, (3, 16, 16, 3)).astype(np.float32)
+outs = [fn(images=tf.constant(x[s]), expressions=tf.constant(np.arange(3, dtype=np.int32)[s]))
+        ["images"].numpy() for s in (slice(0, 1), slice(0, 3), slice(2, 3), slice(1, 3))]
+np.save(sys.argv[2], np.concatenate(outs))
+"""
+
+
+def test_frozen_weights_leave_the_served_outputs_unchanged(served, tmp_path):
+    """The serving processes' TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1 (launch.sh, the
+    serving benchmark): batch 1, 3, 1 again and 2 from one process, with and
+    without it, agree to float32 round-off (batch 1 uses another oneDNN kernel)."""
+    path = os.path.join(served[2], "mlc", "1")
+    got = {}
+    for frozen in ("0", "1"):
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+               "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": frozen}
+        out = tmp_path / f"frozen{frozen}.npy"
+        proc = subprocess.run([sys.executable, "-c", FROZEN_PROBE, path, str(out)],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got[frozen] = np.load(out)
+    assert got["0"].shape == (7, 16, 16, 3)
+    np.testing.assert_allclose(got["1"], got["0"], atol=1e-5)
+    assert np.abs(got["0"][0] - got["0"][5]).max() > 1e-3  # different faces: not a constant output

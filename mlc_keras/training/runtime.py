@@ -76,16 +76,50 @@ def quiet_native_logs():
     return True
 
 
-def configure_cpu():
+FROZEN_WEIGHTS = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
+
+
+def _env_true(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+class FrozenWeightsError(UserError, RuntimeError):
+    pass
+
+
+def configure_cpu(inference=False):
     """Turns on oneDNN when the user has not chosen (TensorFlow leaves it off on
     AMD CPUs; measured here it doubles matmul throughput) and hides
-    TensorFlow's C++ log noise (``quiet_native_logs``). Returns a note."""
+    TensorFlow's C++ log noise (``quiet_native_logs``). Returns a note.
+
+    ``inference=True`` (processes that never change a weight: synthesize, the
+    web demo, export, compare, the serving benchmark) also sets TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1
+    unless the user set it. TensorFlow's oneDNN convolution then treats each
+    filter as a constant: it reorders it once into oneDNN's blocked layout and
+    keeps it. Without that, a float32 batch-1 call gets the plain HWIO filter
+    layout, which oneDNN's brgemm kernels reject on AVX2 CPUs, and it falls back
+    to an im2col + GEMM convolution at half the speed (BENCHMARKS.md, issue 14).
+    The setting is wrong for anything that trains: the cached filter is not
+    refreshed when the weights change. So any other process (train, evaluate,
+    which trains its classifiers, ...) refuses to run with it set."""
     if "tensorflow" not in sys.modules:
         quiet_native_logs()
+    notes = []
     if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
-        return f"TF_ENABLE_ONEDNN_OPTS={os.environ['TF_ENABLE_ONEDNN_OPTS']} (set by the user)"
-    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
-    return "TF_ENABLE_ONEDNN_OPTS=1 (enabled by mlc_keras; set it to 0 to turn oneDNN off)"
+        notes.append(f"TF_ENABLE_ONEDNN_OPTS={os.environ['TF_ENABLE_ONEDNN_OPTS']} (set by the user)")
+    else:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+        notes.append("TF_ENABLE_ONEDNN_OPTS=1 (enabled by mlc_keras; set it to 0 to turn oneDNN off)")
+    if inference:
+        if FROZEN_WEIGHTS not in os.environ:
+            os.environ[FROZEN_WEIGHTS] = "1"
+            notes.append(f"{FROZEN_WEIGHTS}=1 (inference only; set it to 0 to turn it off)")
+    elif _env_true(FROZEN_WEIGHTS):
+        raise FrozenWeightsError(
+            f"{FROZEN_WEIGHTS}={os.environ[FROZEN_WEIGHTS]} is set: this command trains (a model "
+            f"or a classifier) and oneDNN would keep computing with stale weights; unset it or "
+            f"set it to 0 (it is for inference-only processes)")
+    return "; ".join(notes)
 
 
 def split_cpu(num_devices):

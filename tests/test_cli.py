@@ -92,7 +92,11 @@ def no_frozen_env(monkeypatch):
 
     monkeypatch.setattr(runtime, "quiet_native_logs", lambda: False)
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # left as the process had it
-    monkeypatch.delenv(runtime.FROZEN_WEIGHTS, raising=False)
+    # setenv first so that the undo removes what configure_cpu sets (a bare
+    # delenv of an absent variable records nothing): a leaked =1 would make
+    # later tests in this worker train on stale filters
+    monkeypatch.setenv(runtime.FROZEN_WEIGHTS, "0")
+    monkeypatch.delenv(runtime.FROZEN_WEIGHTS)
     return runtime
 
 

@@ -254,6 +254,10 @@ def test_serving_url_mode(tmp_path, keras_path, aligner, photo_jpeg):
 def _start_demo(keras_path, log_path):
     """`python -m mlc_keras.demo --port=0` -> (process, its URL)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    # the page's PNG is compared bit for bit with this process's API answer:
+    # the same oneDNN kernels on both sides (demo sets frozen weights by
+    # default, which moves batch-1 results by float32 round-off)
+    env.setdefault("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", "0")
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlc_keras.demo", f"--model={keras_path}",
                              "--port=0", "--max_upload_mb=5"], cwd=REPO_ROOT, env=env,

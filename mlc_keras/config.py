@@ -198,6 +198,13 @@ _SPEC = (
     ("mouth_l1_scale", 1.0, "Multiplies the pixel L1 (every level) and the colour-map L1 inside "
                             "--mouth_box: below 1 the mouth is left more to the critics, whose "
                             "verdict is not the average of two mouths. (ours)"),
+    ("feature_match_weight", 0.0, "Weight in L_G of a feature-matching loss: the L1 between the "
+                                  "main D's block features of the real target and of the "
+                                  "generated image, averaged over D's stride-2 blocks (peer: "
+                                  "pix2pixHD, weight 10). A paired loss that D's features make "
+                                  "sensitive to texture; with --mouth_l1_scale below 1 it takes "
+                                  "over the mouth from the pixel L1. 0: off. --model=mlc or "
+                                  "pix2pix (a paired target)."),
     ("flow_smooth_weight", 0.0, "--g_warp: weight of the total variation of the flow field "
                                 "(a smooth motion, no tearing)."),
     ("warp_l1_weight", 0.0, "--g_warp: weight of an L1 between the source moved by the flow "
@@ -423,6 +430,9 @@ def validate(config):
             raise ConfigError(f"--mouth_box={c.mouth_box}: at --resolution={c.resolution} it is "
                               f"{side_x:g} x {side_y:g} px; it must be square, a whole number "
                               "of pixels and at least 8")
+    if c.feature_match_weight and c.model not in ("mlc", "pix2pix"):
+        raise ConfigError(f"--feature_match_weight: --model={c.model} has no paired target to "
+                          "match (use --model=mlc or pix2pix)")
     if c.expression_weight and c.model == "stargan":
         raise ConfigError("--expression_weight: --model=stargan already classifies in D "
                           "(use --cls_weight)")
@@ -430,7 +440,7 @@ def validate(config):
                  "colour_l1_weight", "expression_weight", "mask_sparsity_weight",
                  "mask_smooth_weight", "mask_binary_weight", "flow_smooth_weight",
                  "warp_l1_weight", "flow_target_weight", "mouth_critic_weight", "mouth_l1_scale",
-                 "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
+                 "feature_match_weight", "adv_weight", "photo_weight", "variation_weight", "gp_weight", "cls_weight",
                  "rec_weight"):
         if getattr(c, name) < 0:
             raise ConfigError(f"--{name}={getattr(c, name)}: must not be negative")

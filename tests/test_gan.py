@@ -350,3 +350,47 @@ def test_mouth_flags_are_checked():
         make_config(mouth_l1_scale=-1.0)
     with pytest.raises(ConfigError, match="--mouth_critic_weight=-1.0: must not be negative"):
         make_config(mouth_critic_weight=-1.0)
+
+
+def test_feature_match_weight_trains_g_on_d_features_of_the_target(tmp_path):
+    off = dict(l1_weight=0.0, adv_weight=0.0, photo_weight=0.0, variation_weight=0.0)
+    config = _mouth_config(tmp_path, feature_match_weight=2.0, **off)
+    gan = build_gan(config)
+    data = batch(config)
+    totals, values, grads = gradients(gan, data)
+    # every other term of G is off: G's loss is the weighted feature matching alone
+    np.testing.assert_allclose(float(totals["G"]), 2.0 * float(values["G/feature_match"]),
+                               rtol=1e-5)
+    assert float(values["G/feature_match"]) > 0
+    assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for _, g in grads["G"])
+    # D's own loss is untouched by it
+    plain = build_gan(_mouth_config(tmp_path, **off))
+    plain.set_weights(gan.get_weights())
+    np.testing.assert_allclose(float(gradients(plain, data)[0]["D"]), float(totals["D"]),
+                               rtol=1e-5)
+    assert "G/feature_match" not in plain._tracker_names
+    # zero on identical images, and the real side is a constant
+    condition = tf.one_hot(data["target_label"], len(config.expressions))
+    same = gan.feature_matching(data["target"], data["target"], data["source"], condition)
+    np.testing.assert_allclose(same.numpy(), 0.0, atol=1e-7)
+    target = tf.Variable(data["target"])
+    with tf.GradientTape(persistent=True) as tape:
+        fake = target * 0.5
+        matching = tf.reduce_mean(gan.feature_matching(target, tf.stop_gradient(fake),
+                                                       data["source"], condition))
+    assert tape.gradient(matching, target) is None
+    # D's pass of the alternating update leaves it out
+    gan._pass = "d"
+    d_values = {}
+    gan.step_losses(data, d_values)
+    gan._pass = "joint"
+    assert "G/feature_match" not in d_values
+
+
+def test_feature_match_flags_are_checked():
+    from mlc_keras.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--feature_match_weight=-1.0: must not be negative"):
+        make_config(feature_match_weight=-1.0)
+    with pytest.raises(ConfigError, match="--feature_match_weight: --model=stargan has no paired"):
+        make_config(feature_match_weight=1.0, model="stargan", critic_levels="")

@@ -63,6 +63,12 @@ class PatchDiscriminator(keras.Model):
 
     def features(self, inputs, training=None):
         """The shared trunk: conditioning concatenated, then the stride-2 blocks."""
+        return self.feature_maps(inputs, training=training)[-1]
+
+    def feature_maps(self, inputs, training=None):
+        """Every stride-2 block's output, first to last (the trunk's last is
+        ``features``): what --feature_match_weight compares on real and
+        generated images."""
         x, source, condition = inputs
         parts = [ops.cast(x, "float32")]
         if self.condition in ("source", "both"):
@@ -70,9 +76,11 @@ class PatchDiscriminator(keras.Model):
         if self.condition in ("expression", "both"):
             parts.append(tile_condition(condition, x.shape[1], x.shape[2]))
         h = ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+        maps = []
         for block in self.blocks:
             h = block(h, training=training)
-        return h
+            maps.append(h)
+        return maps
 
     def call(self, inputs, training=None):
         logits = self.logits(self.features(inputs, training=training), training=training)

@@ -159,7 +159,8 @@ def _build_networks(config):
                           flow_target_weight=config.flow_target_weight,
                           mouth_critic_weight=config.mouth_critic_weight,
                           mouth_box=mouth_box_fractions(config.mouth_box),
-                          mouth_l1_scale=config.mouth_l1_scale)
+                          mouth_l1_scale=config.mouth_l1_scale,
+                          feature_match_weight=config.feature_match_weight)
     updates = dict(n_critic=config.n_critic, alternate=config.update_order == "d_then_g",
                    fused_passes=config.fused_passes)
     if config.model == "stargan":

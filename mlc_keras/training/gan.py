@@ -69,6 +69,7 @@ class LossWeights:
     mouth_critic_weight: float = 0.0  # G: the mouth critic's adversarial term (a box critic)
     mouth_box: tuple = (0.25, 0.5, 0.75, 1.0)  # x0, y0, x1, y1 fractions of the aligned face
     mouth_l1_scale: float = 1.0  # the pixel and colour-map L1 inside mouth_box are scaled by it
+    feature_match_weight: float = 0.0  # G: L1 between D's block features of target and fake
 
 
 class LevelCritic:
@@ -200,6 +201,8 @@ class PairedGAN(keras.Model):
             names.append("G/warp_l1")
         if w.flow_target_weight:
             names.append("G/flow_target")
+        if w.feature_match_weight:
+            names.append("G/feature_match")
         if self.expression_classifier is not None:
             names += ["G/expression", "E/loss", "E/accuracy"]
         names += ["D/loss", "D/real", "D/fake"]
@@ -345,6 +348,10 @@ class PairedGAN(keras.Model):
                                                       training=True))
         values["G/adv"] = _average(g_adv)
         g_loss = w.adv_weight * g_adv
+        if w.feature_match_weight and self._pass != "d":  # D's update does not need it
+            matching = self.feature_matching(target, fakes[0], source, condition)
+            values["G/feature_match"] = _average(matching)
+            g_loss = g_loss + w.feature_match_weight * matching
         for level, fake in zip(self.levels, fakes):
             l1 = self._l1(fake, targets[level])
             values[f"G/l1/{level}"] = _average(l1)
@@ -362,6 +369,20 @@ class PairedGAN(keras.Model):
             return losses.l1_loss(generated, target)
         weights = box_weight_map(generated.shape[1], w.mouth_box, w.mouth_l1_scale)
         return losses.weighted_l1_loss(generated, target, weights)
+
+    def feature_matching(self, target, fake, source, condition):
+        """[B]: pix2pixHD's feature-matching loss on the main D. The mean
+        absolute difference between D's block features of the real target and
+        of the generated image, averaged over the blocks. The real features
+        are constants, and G alone is trained by it. It is a paired loss in a
+        space that D learns in order to tell texture apart, so two plausible
+        mouths do not average to one blur as they do under the pixel L1."""
+        real = self.discriminator.feature_maps((target, source, condition), training=True)
+        generated = self.discriminator.feature_maps((fake, source, condition), training=True)
+        total = 0.0
+        for r, g in zip(real, generated):
+            total = total + losses.l1_loss(g, tf.stop_gradient(r))
+        return total / len(real)
 
     def warp_l1(self, source, targets, flow):
         """[B]: L1 between the source moved by the flow alone and the target,

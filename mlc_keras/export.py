@@ -23,6 +23,8 @@ FLAGS_SPEC = (
     ("checkpoint", "", "A specific checkpoint (default: the newest)."),
     ("mixed_precision", "float32", "Compute dtype of the exported graph: float32, or bfloat16 "
                                    "(faster on CPUs with AMX; outputs within 2/255 of float32)."),
+    ("fine_detail", 0.15, "The composite signatures' fine-detail gate (synthesize --fine_detail; "
+                          "0: off), fixed in the graph and recorded in its metadata."),
 )
 
 
@@ -37,7 +39,7 @@ def main(argv):
 
     f = flags.FLAGS
     result = export_run(f.workdir, f.output, f.model_name, f.version or None, f.checkpoint or None,
-                        f.mixed_precision)
+                        f.mixed_precision, f.fine_detail)
     print(f"SavedModel: {result['saved_model']}\nKeras file: {result['keras']}")
     if not result["warmup"]:
         print("note: tensorflow-serving-api is not installed; no warm-up requests written "

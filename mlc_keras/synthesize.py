@@ -33,6 +33,11 @@ FLAGS_SPEC = (
     ("strict", False, "A synthesized face whose dlib distance to its source exceeds the same-person "
                       "threshold (0.6) is an error: nothing is written for that photo (default: a "
                       "warning naming the file)."),
+    ("fine_detail", 0.15, "Full-resolution compositing: the photo's own fine detail (what the "
+                          "model's resolution cannot hold) is kept under the model's change "
+                          "where its colour stays within about this much of the photo's "
+                          "(exp(-difference / this), colours in [-1, 1]); 0: off. A SavedModel "
+                          "keeps the setting it was exported with."),
 )
 
 
@@ -49,7 +54,8 @@ def main(argv):
     f = flags.FLAGS
     return run_synthesis(f.model, f.input, f.expressions, output=f.output or None,
                          paste_back=f.paste_back, faces=f.faces, batch_size=f.batch_size,
-                         strict=f.strict, intensity=f.intensity, frames=f.frames)
+                         strict=f.strict, intensity=f.intensity, frames=f.frames,
+                         detail=f.fine_detail)
 
 
 if __name__ == "__main__":

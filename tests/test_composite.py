@@ -50,7 +50,7 @@ def test_keep_mask_gives_the_crops_own_pixels(generator):
         assert float(tf.reduce_max(change)) < 1e-6
         np.testing.assert_allclose(out.numpy(), x, atol=1e-5)
         set_mask_bias(generator, -30.0)  # the model's colour everywhere, upsampled
-        out, change = composite_lib.composite(generator, x, tf.one_hot([1, 0], 2))
+        out, change = composite_lib.composite(generator, x, tf.one_hot([1, 0], 2), detail=0)
         small = tf.image.resize(x, [16, 16], method="area", antialias=True)
         colour, _ = generator.final_maps((small, tf.one_hot([1, 0], 2)))
         up = tf.clip_by_value(tf.image.resize(colour, [64, 64], method="bicubic"), -1, 1)
@@ -58,6 +58,88 @@ def test_keep_mask_gives_the_crops_own_pixels(generator):
         assert float(tf.reduce_min(change)) > 1 - 1e-6
     finally:
         generator.heads[0].bias.assign(original)
+
+
+def _colour_only(generator, colour_fn):
+    """A stand-in for the generator's final maps: mask 0 (the model's colour
+    everywhere), colour = colour_fn(the crops at R)."""
+
+    class Maps:
+        resolution = generator.resolution
+        output_kind = "attention"
+
+        def final_maps_and_flow(self, inputs):
+            small = inputs[0]
+            return colour_fn(small), tf.zeros_like(small[..., :1]), None
+
+    return Maps()
+
+
+def test_fine_detail_keeps_the_crops_texture_where_the_model_only_shades(generator):
+    x = crops(64, seed=3) * 0.5  # strong detail above R (noise at 64 px)
+    c = tf.one_hot([1, 0], 2)
+    shade = _colour_only(generator, lambda small: small + 0.05)  # a small, smooth change
+    low = tf.image.resize(tf.image.resize(x, [16, 16], method="area", antialias=True), [64, 64],
+                          method="bicubic")
+    off, _ = composite_lib.composite(shade, x, c, detail=0)
+    on, _ = composite_lib.composite(shade, x, c, detail=0.15)
+    # off: the upsampled colour map (no detail above R); on: the crop's own
+    # detail is back, shifted by the shading, except where clipped at +-1
+    np.testing.assert_allclose(off.numpy(), np.clip(low.numpy() + 0.05, -1, 1), atol=1e-5)
+    gate = np.exp(-0.05 / 0.15)
+    expected = np.clip(low.numpy() + 0.05 + gate * (x - low.numpy()), -1, 1)
+    np.testing.assert_allclose(on.numpy(), expected, atol=1e-4)
+    assert np.std(on.numpy() - off.numpy()) > 0.5 * gate * np.std(x - low.numpy())
+
+
+def test_fine_detail_adds_nothing_where_the_model_draws_something_new(generator):
+    x = crops(64, seed=4) * 0.5
+    c = tf.one_hot([1, 0], 2)
+
+    def left_new(small):  # the left half new content (a flat 0.9), the right half unchanged
+        left = tf.cast(tf.range(16) < 8, tf.float32)[None, None, :, None]
+        return left * 0.9 + (1.0 - left) * small
+
+    new = _colour_only(generator, left_new)
+    off, _ = composite_lib.composite(new, x, c, detail=0)
+    on, _ = composite_lib.composite(new, x, c, detail=0.15)
+    diff = np.abs(on.numpy() - off.numpy())
+    assert diff[:, :, :28].max() < 0.02  # |0.9 - R-pass| >= 0.4 there: gate < 0.07
+    assert diff[:, :, 44:].max() > 0.2  # where the colour is the crop's R-pass: all its detail
+    np.testing.assert_allclose(on.numpy()[:, :, 44:], np.clip(x, -1, 1)[:, :, 44:], atol=0.02)
+
+
+def test_fine_detail_setting_is_checked_and_recorded_by_export(generator, tmp_path):
+    from mlc_keras.inference.loading import ExportError, load_model_for_synthesis
+
+    with pytest.raises(ExportError, match="--fine_detail=-1"):
+        composite_lib.check_detail(-1)
+    with pytest.raises(ExportError, match="--fine_detail=x"):
+        composite_lib.check_detail("x")
+    config = make_config(**TINY)
+    result = export.export_generator(generator, config, str(tmp_path), "mlc", 1, detail=0)
+    loaded = tf.saved_model.load(result["saved_model"])
+    x = crops(32, seed=5)
+    ids = tf.constant([1, 0], tf.int32)
+    out = loaded.signatures["composite"](images=tf.constant(x), expressions=ids)["images"]
+    plain, _ = composite_lib.composite(generator, x, tf.one_hot(ids, 2), detail=0)
+    np.testing.assert_allclose(out.numpy(), plain.numpy(), atol=1e-5)
+    # the .keras file beside the export takes the export's setting (0), not the default
+    model = load_model_for_synthesis(result["keras"])
+    crop = ((x[0] + 1) * 127.5).round().astype(np.uint8)
+    images, _ = model.composite(crop, [1])
+    with_default = load_model_for_synthesis(result["keras"], composite_lib.DEFAULT_DETAIL)
+    via_export = load_model_for_synthesis(result["saved_model"])
+    np.testing.assert_allclose(images, via_export.composite(crop, [1])[0], atol=1)
+    assert np.abs(images.astype(int) - with_default.composite(crop, [1])[0]).max() > 5
+
+
+def test_fine_detail_flags_default_to_the_library_default():
+    from mlc_keras import evaluate, export as export_cli, synthesize
+
+    for spec in (synthesize.FLAGS_SPEC, evaluate.FLAGS_SPEC, export_cli.FLAGS_SPEC):
+        defaults = {row[0]: row[1] for row in spec}
+        assert defaults["fine_detail"] == composite_lib.DEFAULT_DETAIL
 
 
 def test_composite_signature_any_size_and_bad_sizes(generator, tmp_path):

@@ -312,7 +312,7 @@ def _targets(results):
 def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None, crop=128,
                     cell=256, classifier="features", classifier_epochs=30, classifier_width=None,
                     classifier_lr=None, two_sample_arch="small", two_sample_epochs=15, seed=0,
-                    aligner=None, intensity=1.0, external_judge="auto"):
+                    aligner=None, intensity=1.0, external_judge="auto", detail=None):
     """Full-photo neutral -> happy evaluation (see the module docstring).
 
     Args:
@@ -332,6 +332,8 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
       external_judge: "auto" (the FER2013 judge of ``external_judge`` when its
         model file is installed), "off", or the path of that model file
         (missing: an error). Reported beside the targets, not as one.
+      detail: the fine-detail gate of the compositing (``inference.composite``;
+        None: the default, 0: off).
 
     Returns:
       the results dict written to photos.json (nan as None).
@@ -351,13 +353,13 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
     if generator_subjects is not None:
         realism.disjoint_subjects(subjects, generator_subjects)
     if not isinstance(model, SynthesisModel):
-        model = load_model_for_synthesis(model)
+        model = load_model_for_synthesis(model, detail)
     data, skipped = _collect(model, photos_dir, subjects, int(crop), int(cell), aligner,
                              float(intensity))
     used = data["subjects"]
     results = {"model": model.source, "photos_dir": os.path.abspath(photos_dir),
                "subjects": used, "skipped": skipped, "crop": int(crop),
-               "intensity": float(intensity),
+               "intensity": float(intensity), "fine_detail": detail,
                "generator_subjects_known": generator_subjects is not None}
     results["sharpness"] = realism.sharpness_ratio(data["gen_region"], data["src_region"])
     results["sharpness"]["where"] = "inside the source photo's detected face box, full resolution"

@@ -9,6 +9,15 @@ rest of it, and there is no double contour: nothing of the model's own
 re-drawing of unchanged regions is used. The same function runs in the
 exported graph (signature ``composite``) and in ``synthesize``.
 
+Fine detail (``detail``): the upsampled colour map holds nothing finer than
+the model's R, so where the mask opens, skin, stubble and moustache turn
+soft. The crop's own detail above R (the crop minus its R-pass, i.e. what
+the model never saw) is added back to the colour map, gated by how far the
+colour map is from the crop's R-pass: where the model only shades (cheeks,
+folds: a small change) the photo's texture stays; where it draws something
+new (moved lips, teeth: a large change) nothing of the old detail is added,
+so no old lip line shows through.
+
 May import models/generator's ``scale_change`` (the one definition of
 expression intensity); the networks come through the generator object given.
 """
@@ -16,6 +25,13 @@ expression intensity); the networks come through the generator object given.
 import tensorflow as tf
 
 from mlc_keras.models.generator import scale_change, warp_blend
+from mlc_keras.models.layers import warp_images
+
+# ``detail``'s default: the gate exp(-|colour - crop's R-pass| / detail), the
+# colour difference averaged over RGB in [-1, 1] units; 0 turns it off. 0.15
+# was chosen by looking at the London mouths at 4x (MODEL_CARD.md, "Fine
+# detail").
+DEFAULT_DETAIL = 0.15
 
 # A 3x3 binomial filter: feathers the mask at R before it is upsampled, so its
 # edges are soft at any S.
@@ -33,7 +49,41 @@ def _feather(mask):
     return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID")
 
 
-def composite(generator, crops, condition, intensity=None):
+def check_detail(detail, flag="--fine_detail"):
+    """``detail`` as a float (None: the default); a clear error for a
+    negative or non-finite value."""
+    import math
+
+    from mlc_keras.inference.loading import ExportError
+
+    if detail is None:
+        return DEFAULT_DETAIL
+    try:
+        value = float(detail)
+    except (TypeError, ValueError):
+        raise ExportError(f"{flag}={detail}: expected a number >= 0 (0: off)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ExportError(f"{flag}={detail}: expected a finite number >= 0 (0: off)")
+    return value
+
+
+def fine_detail(colour, sharp, small, detail):
+    """The colour map (upsampled to S) with ``sharp``'s detail above R added
+    where the colour stays close to ``sharp``'s R-pass.
+
+    Args:
+      colour: [B, S, S, 3], the model's colour map upsampled to S.
+      sharp: [B, S, S, 3], the crop the mask keeps (moved along the flow for a
+        warp head).
+      small: [B, R, R, 3], ``sharp`` at the model's R (what the model saw).
+      detail: the gate's scale (> 0), in [-1, 1] colour units.
+    """
+    low = tf.image.resize(small, tf.shape(sharp)[1:3], method="bicubic")
+    gap = tf.reduce_mean(tf.abs(colour - low), axis=-1, keepdims=True)
+    return colour + tf.exp(-gap / detail) * (sharp - low)
+
+
+def composite(generator, crops, condition, intensity=None, detail=DEFAULT_DETAIL):
     """Edits aligned crops at their own resolution.
 
     Args:
@@ -43,6 +93,8 @@ def composite(generator, crops, condition, intensity=None):
         blend of expressions).
       intensity: optional float32 [B]: the change from the crop is scaled
         (``models.generator.scale_change``); 0 returns the crop unchanged.
+      detail: the fine-detail gate's scale (``fine_detail``; a Python number,
+        fixed in an exported graph); 0 uses the upsampled colour map alone.
 
     Returns:
       (images float32 [B, S, S, 3] in [-1, 1], change float32 [B, S, S, 1] in
@@ -64,10 +116,18 @@ def composite(generator, crops, condition, intensity=None):
             strength, 1.0)
     colour, keep, flow = generator.final_maps_and_flow((small, condition))
     keep = tf.clip_by_value(tf.image.resize(_feather(keep), size, method="bilinear"), 0.0, 1.0)
-    colour = tf.clip_by_value(tf.image.resize(colour, size, method="bicubic"), -1.0, 1.0)
+    colour = tf.image.resize(colour, size, method="bicubic")
     if flow is not None:  # warp head: the sharp crop itself is moved along the flow
         flow = tf.image.resize(flow, size, method="bilinear")
+        if detail:
+            moved = warp_images(crops, flow * strength)
+            moved_small = tf.image.resize(moved, [r, r], method="area", antialias=True)
+            colour = fine_detail(colour, moved, moved_small, detail)
+        colour = tf.clip_by_value(colour, -1.0, 1.0)
         out, keep = warp_blend(crops, colour, keep, flow, intensity)
         return out, 1.0 - keep
+    if detail:
+        colour = fine_detail(colour, crops, small, detail)
+    colour = tf.clip_by_value(colour, -1.0, 1.0)
     out = scale_change(crops, keep * crops + (1.0 - keep) * colour, intensity)
     return out, tf.clip_by_value(strength * (1.0 - keep), 0.0, 1.0)

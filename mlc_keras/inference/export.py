@@ -240,8 +240,10 @@ def _unless_empty(batch, run, empty):
     return tf.cond(batch > 0, run, empty)
 
 
-def serving_functions(generator):
-    """{signature name: (fn, input_signature)} for the generator.
+def serving_functions(generator, detail=None):
+    """{signature name: (fn, input_signature)} for the generator; ``detail``
+    is the composite signatures' fine-detail gate (``inference.composite``;
+    None: its default, 0: off), fixed in the graph.
 
     Inputs are declared with unknown rank and reshaped to their static shapes
     only after the checks ran: with tf.ensure_shape, Grappler inferred the
@@ -250,7 +252,9 @@ def serving_functions(generator):
 
     from mlc_keras.data.align import DEFAULT_MAX_PIXELS as max_pixels
     from mlc_keras.data.pipeline import decode_image_bytes, square_resize
-    from mlc_keras.inference.composite import composite
+    from mlc_keras.inference.composite import check_detail, composite
+
+    detail = check_detail(detail)
 
     r, n = generator.resolution, generator.num_classes
 
@@ -306,7 +310,8 @@ def serving_functions(generator):
         shape = tf.shape(images)
 
         def run():
-            out, change = composite(generator, images, tf.one_hot(expressions, n, dtype=tf.float32))
+            out, change = composite(generator, images, tf.one_hot(expressions, n, dtype=tf.float32),
+                                    detail=detail)
             return {"images": out, "change": change}
 
         def empty():
@@ -339,7 +344,7 @@ def serving_functions(generator):
         shape = tf.shape(images)
 
         def run():
-            out, change = composite(generator, images, targets, intensity)
+            out, change = composite(generator, images, targets, intensity, detail=detail)
             return {"images": out, "change": change}
 
         def empty():
@@ -437,8 +442,10 @@ def next_version(model_dir):
     return max(version_numbers(model_dir), default=0) + 1
 
 
-def export_generator(generator, config, output, model_name="mlc", version=None):
-    """Writes the SavedModel version folder and the .keras file atomically.
+def export_generator(generator, config, output, model_name="mlc", version=None, detail=None):
+    """Writes the SavedModel version folder and the .keras file atomically;
+    ``detail``: the composite signatures' fine-detail gate (None: the
+    default), recorded in the metadata as ``composite_detail``.
 
     Returns {"saved_model": path, "keras": path, "warmup": bool}.
     """
@@ -446,6 +453,9 @@ def export_generator(generator, config, output, model_name="mlc", version=None):
 
     from mlc_keras.config import to_json
 
+    from mlc_keras.inference.composite import check_detail
+
+    detail = check_detail(detail)
     _check_output(output)
     model_dir = os.path.join(output, model_name)
     try:
@@ -467,7 +477,7 @@ def export_generator(generator, config, output, model_name="mlc", version=None):
     try:
         archive = keras.export.ExportArchive()
         archive.track(generator)
-        for name, (fn, spec) in serving_functions(generator).items():
+        for name, (fn, spec) in serving_functions(generator, detail).items():
             archive.add_endpoint(name=name, fn=fn, input_signature=spec)
         saved = os.path.join(tmp, "model")
         archive.write_out(saved, verbose=False)
@@ -480,6 +490,7 @@ def export_generator(generator, config, output, model_name="mlc", version=None):
                        "expressions": list(config.expressions),
                        "levels": list(generator.levels),
                        "signatures": list(SIGNATURES),
+                       "composite_detail": detail,
                        "options": json.loads(to_json(config))}, f, indent=1)
         generator.save(keras_tmp)
         os.replace(saved, final)  # the version appears complete or not at all
@@ -509,7 +520,7 @@ def with_precision(generator, precision):
 
 
 def export_run(workdir, output, model_name="mlc", version=None, checkpoint=None,
-               precision="float32"):
+               precision="float32", detail=None):
     """Exports the generator of a training run folder (its newest checkpoint,
     or ``checkpoint``) or, with no workdir, the model shipped in the package,
     computing in ``precision`` (a bfloat16 variant serves faster on CPUs
@@ -533,4 +544,4 @@ def export_run(workdir, output, model_name="mlc", version=None, checkpoint=None,
     if precision not in ("float32", "bfloat16", "float16"):
         raise ExportError(f"--mixed_precision={precision}: expected float32, bfloat16 or float16")
     generator = with_precision(generator, precision)
-    return export_generator(generator, config, output, model_name, version)
+    return export_generator(generator, config, output, model_name, version, detail)

@@ -305,7 +305,7 @@ def _synthesis_model(fn, resolution, names, options, source, composite_fn=None):
                           dataset=options.get("dataset"), source=source, composite_fn=composite_fn)
 
 
-def _keras_model(generator, options, source, metadata=None):
+def _keras_model(generator, options, source, metadata=None, detail=None):
     import tensorflow as tf
 
     r, n = int(generator.resolution), int(generator.num_classes)
@@ -324,15 +324,18 @@ def _keras_model(generator, options, source, metadata=None):
     def fn(images, targets, intensity):
         return run(tf.constant(images), tf.constant(targets), tf.constant(intensity)).numpy()
 
-    from mlc_keras.inference.composite import composite, supports_maps
+    from mlc_keras.inference.composite import check_detail, composite, supports_maps
 
+    if detail is None:  # the export's own setting, where the .keras file sits beside one
+        detail = (metadata or {}).get("composite_detail")
+    detail = check_detail(detail)
     composite_fn = None
     if supports_maps(generator):
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
                                       tf.TensorSpec([None, n], tf.float32),
                                       tf.TensorSpec([None], tf.float32)])
         def run_composite(crops, targets, intensity):
-            return composite(generator, crops, targets, intensity)
+            return composite(generator, crops, targets, intensity, detail=detail)
 
         def composite_fn(crops, targets, intensity):
             images, change = run_composite(tf.constant(crops), tf.constant(targets),
@@ -428,7 +431,7 @@ def _export_metadata_for(keras_path):
         return None
 
 
-def _load_keras_file(path):
+def _load_keras_file(path, detail=None):
     try:
         generator = load_generator(path)
     except ExportError as e:  # already names the file and what is wrong with it
@@ -436,16 +439,20 @@ def _load_keras_file(path):
     except (ValueError, OSError, TypeError) as e:
         raise SynthesisError(f"--model={path}: cannot load the Keras file ({e})") from e
     meta = _export_metadata_for(path)
-    return _keras_model(generator, (meta or {}).get("options"), path, meta)
+    return _keras_model(generator, (meta or {}).get("options"), path, meta, detail)
 
 
-def load_model_for_synthesis(path):
+def load_model_for_synthesis(path, detail=None):
     """A ``SynthesisModel`` from anything ``load_generator`` accepts (a
     ``.keras`` file, an export folder, a training workdir, nothing: the
     shipped model), a SavedModel version folder ``DIR/<name>/<version>/`` or
     a model folder ``DIR/<name>/`` (its newest version), or the name of a
     model shipped in the package (``mlc_keras.weights.names()``, e.g.
     ``synthetic_demo_64``) where no such path exists.
+
+    ``detail``: the fine-detail gate of full-resolution compositing
+    (``inference.composite``; None: its default, 0: off). A SavedModel keeps
+    the setting it was exported with.
 
     Raises:
       SynthesisError / ExportError / config.ConfigError naming the path.
@@ -455,7 +462,7 @@ def load_model_for_synthesis(path):
 
     def shipped(name):
         return _keras_model(load_generator(weights.path(name)), weights.info(name).get("options"),
-                            f"the shipped model {name}")
+                            f"the shipped model {name}", detail=detail)
 
     if not path:  # the default model shipped in the package
         return shipped(weights.DEFAULT_MODEL)
@@ -468,15 +475,15 @@ def load_model_for_synthesis(path):
     if os.path.isfile(path):
         if not path.endswith(".keras"):
             raise SynthesisError(f"--model={path}: a file, but not a .keras file")
-        return _load_keras_file(path)
+        return _load_keras_file(path, detail)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return _saved_model(path)
     if is_run_folder(path):
         generator, config = load_run_generator(path)
-        return _keras_model(generator, dataclasses.asdict(config), path)
+        return _keras_model(generator, dataclasses.asdict(config), path, detail=detail)
     newest = newest_keras_file(path)
     if newest:  # the export root: the .keras file of the newest version
-        return _load_keras_file(newest)
+        return _load_keras_file(newest, detail)
     versions = version_numbers(path, complete_only=True)
     if versions:
         return _saved_model(os.path.join(path, str(versions[-1])))

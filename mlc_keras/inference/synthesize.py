@@ -286,7 +286,7 @@ def animation_edits(edits, frames):
 
 def run_synthesis(model, input, expressions="all", output=None, paste_back=False, faces="largest",
                   batch_size=8, aligner=None, stdout=None, stderr=None, strict=False,
-                  identity_guard=True, intensity=None, frames=0, mp4=True):
+                  identity_guard=True, intensity=None, frames=0, mp4=True, detail=None):
     """The command: one photo or a folder of photos -> PNG files.
 
     Every output face's identity distance to its source is measured
@@ -299,7 +299,9 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
     (and MP4 when imageio-ffmpeg is installed and ``mp4``) per expression
     that morphs from the photo (intensity 0) to the expression at
     ``intensity`` over that many frames, written like pasted photos
-    (``<stem>_<label>.gif`` in the output folder).
+    (``<stem>_<label>.gif`` in the output folder). ``detail``: the
+    fine-detail gate of full-resolution compositing (``inference.composite``;
+    None: the default, 0: off; a SavedModel keeps its export's setting).
 
     Returns the exit code: 0 when at least one photo was written, 2 when a
     folder held no usable photo. A single photo that cannot be used raises
@@ -313,6 +315,10 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
     if int(batch_size) < 1:
         raise SynthesisError(f"--batch_size={batch_size}: must be at least 1")
     intensities = parse_intensities(intensity)
+    if detail is not None:
+        from mlc_keras.inference.composite import check_detail
+
+        detail = check_detail(detail)
     frames = int(frames or 0)
     if frames == 1 or frames < 0 or frames > 120:
         raise SynthesisError(f"--frames={frames}: an animation needs 2 to 120 frames (0: stills)")
@@ -344,7 +350,7 @@ def run_synthesis(model, input, expressions="all", output=None, paste_back=False
                             os.path.join(os.path.dirname(os.path.abspath(input)), f"{stem}_grid.png"))
         check_output(target, folder=as_folder, stem=stem)  # before the model: no wasted work
     if not isinstance(model, SynthesisModel):
-        model = load_model_for_synthesis(model)
+        model = load_model_for_synthesis(model, detail)
     edits = resolve_edits(expressions, model.expressions, intensities)
     animated = None
     if frames:

@@ -242,6 +242,10 @@ def test_machine_info_and_report_format():
     assert line["fraction_of_peak"] == 0.8 and line["s_per_step"] == 0.1
     assert line["peak_gflops"] == 50.0 and line["cpu"] == info["cpu_model"]
     assert line["mixed_precision"] == "bfloat16" and line["low_precision_peak_gflops"] == 400.0
+    assert "onednn_max_cpu_isa" not in line or info["onednn_max_cpu_isa"]
+    report["machine"]["onednn_max_cpu_isa"] = "AVX2"  # a capped run says so, in both outputs
+    assert json.loads(benchmark.summary_line(report))["onednn_max_cpu_isa"] == "AVX2"
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in benchmark.format_report(report)
 
 
 def test_low_precision_matmul_is_timed_in_its_dtype():

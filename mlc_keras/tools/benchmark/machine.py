@@ -58,6 +58,9 @@ def machine_info():
         "python": platform.python_version(),
         "onednn_env": onednn,
         "onednn_enabled": onednn not in (None, "0", "false", "False"),
+        # oneDNN's own cap on the vector ISA it dispatches to (e.g. AVX2 on an
+        # AVX-512 CPU): the kernels of a smaller CPU kind on this one
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
     }
 
 

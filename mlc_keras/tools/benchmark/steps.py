@@ -267,6 +267,8 @@ def summary_line(report):
             "global_batch": report["setting"]["global_batch"]}
     if "low_precision_matmul_gflops" in r:
         line["low_precision_peak_gflops"] = round(r["low_precision_matmul_gflops"], 1)
+    if report["machine"].get("onednn_max_cpu_isa"):
+        line["onednn_max_cpu_isa"] = report["machine"]["onednn_max_cpu_isa"]
     return json.dumps(line)
 
 
@@ -286,7 +288,9 @@ def format_report(report):
                     f"logical cores ({m['usable_cores']} usable); "
                     f"load avg {load} before, {load_after} after"),
         ("software", f"TensorFlow {m['tensorflow']}, Keras {m['keras']}, Python {m['python']}, "
-                     f"oneDNN {onednn} (TF_ENABLE_ONEDNN_OPTS={m['onednn_env']})"),
+                     f"oneDNN {onednn} (TF_ENABLE_ONEDNN_OPTS={m['onednn_env']}"
+                     + (f", ONEDNN_MAX_CPU_ISA={m['onednn_max_cpu_isa']}"
+                        if m.get("onednn_max_cpu_isa") else "") + ")"),
         ("setting", f"{st['resolution']} px, global batch {st['global_batch']}, {st['strategy']} "
                     f"({st['replicas']} replica{'s' if st['replicas'] > 1 else ''}), jit_compile "
                     f"{'on' if st['jit_compile'] else 'off'}, steps_per_execution "

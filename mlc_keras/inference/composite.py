@@ -118,13 +118,14 @@ def composite(generator, crops, condition, intensity=None, detail=DEFAULT_DETAIL
     keep = tf.clip_by_value(tf.image.resize(_feather(keep), size, method="bilinear"), 0.0, 1.0)
     colour = tf.image.resize(colour, size, method="bicubic")
     if flow is not None:  # warp head: the sharp crop itself is moved along the flow
-        flow = tf.image.resize(flow, size, method="bilinear")
+        # moved once, here (as warp_blend would: the flow scaled by the
+        # intensity); the blend then scales only the mask
+        moved = warp_images(crops, tf.image.resize(flow, size, method="bilinear") * strength)
         if detail:
-            moved = warp_images(crops, flow * strength)
             moved_small = tf.image.resize(moved, [r, r], method="area", antialias=True)
             colour = fine_detail(colour, moved, moved_small, detail)
         colour = tf.clip_by_value(colour, -1.0, 1.0)
-        out, keep = warp_blend(crops, colour, keep, flow, intensity)
+        out, keep = warp_blend(moved, colour, keep, None, intensity)
         return out, 1.0 - keep
     if detail:
         colour = fine_detail(colour, crops, small, detail)

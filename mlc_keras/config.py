@@ -112,7 +112,12 @@ _SPEC = (
                                "smiles come in two kinds, lips apart with teeth and lips closed, "
                                "and an L1 to both from the same neutral face teaches their "
                                "average, a pale band. Held-out pairs are never filtered."),
-    ("mouth_open_threshold", 0.05, "--open_mouth_targets: the inner-lip gap over the mouth's "
+    ("closed_mouth_targets", (), "Expressions whose training targets must show closed lips "
+                                 "(e.g. happy): the complement of --open_mouth_targets; a "
+                                 "training pair whose target has such an expression and lips "
+                                 "apart by --mouth_open_threshold or more is dropped. A class "
+                                 "may not be in both. Held-out pairs are never filtered."),
+    ("mouth_open_threshold", 0.05, "--open_mouth_targets / --closed_mouth_targets: the inner-lip gap over the mouth's "
                                    "width (dlib points 61-63 to 67-65, over 48 to 54) at and "
                                    "above which a mouth counts as open."),
     ("test_subjects", (), "Subjects held out for testing, by id (overrides the manifest's split "
@@ -492,18 +497,25 @@ def validate(config):
         if source not in canon:
             raise ConfigError(f"--source_expression={c.source_expression}: not among --expressions")
         c = dataclasses.replace(c, source_expression=source)
-    if c.open_mouth_targets:
+    for name in ("open_mouth_targets", "closed_mouth_targets"):
+        classes = getattr(c, name)
+        if not classes:
+            continue
         try:
-            wanted = [canonical_expression(e, "--open_mouth_targets") for e in c.open_mouth_targets]
+            wanted = [canonical_expression(e, f"--{name}") for e in classes]
         except UnknownExpressionError as e:
             raise ConfigError(str(e)) from None
         missing = [e for e in wanted if e not in canon]
         if missing:
-            raise ConfigError(f"--open_mouth_targets={','.join(c.open_mouth_targets)}: "
+            raise ConfigError(f"--{name}={','.join(classes)}: "
                               f"{', '.join(missing)} not among --expressions")
         if not 0 < c.mouth_open_threshold < 1:
             raise ConfigError(f"--mouth_open_threshold={c.mouth_open_threshold}: must lie in (0, 1)")
-        c = dataclasses.replace(c, open_mouth_targets=tuple(wanted))
+        c = dataclasses.replace(c, **{name: tuple(wanted)})
+    both = sorted(set(c.open_mouth_targets) & set(c.closed_mouth_targets))
+    if both:
+        raise ConfigError(f"--open_mouth_targets and --closed_mouth_targets both name {', '.join(both)}: "
+                          "a class's targets cannot be both open and closed")
     if c.steps_per_execution > 1 and c.strategy in ("mirrored", "multi_worker"):
         raise ConfigError("--steps_per_execution > 1 fails under MirroredStrategy (Keras 3.15); use 1")
     if c.jit_compile and c.strategy in ("mirrored", "multi_worker"):

@@ -281,6 +281,24 @@ def test_open_mouth_filter_drops_only_closed_targets_of_the_named_class():
         pipeline.keep_open_mouth_targets(pairs, openness, [1], 0.5)
 
 
+def test_closed_mouth_filter_keeps_only_closed_targets_of_the_named_class():
+    recs = records_for({"a": ["neutral", "happy"], "b": ["neutral", "happy"], "c": ["neutral", "happy"]})
+    pairs, _ = pipeline.build_pairs(recs, ("neutral", "happy"), ("a", "b", "c"),
+                                    source_expression="any", identity_pairs=False)
+    open_by_path = {"/x/a_happy.png": 0.2, "/x/b_happy.png": 0.01, "/x/c_happy.png": 0.05}
+    openness = [open_by_path.get(p, 0.0) for p in pairs.paths]
+    kept, dropped = pipeline.keep_open_mouth_targets(pairs, openness, [1], 0.05, keep="closed")
+    assert dropped == 2 and len(kept) == 4  # a's smile and c's (at the threshold counts as open)
+    got = {(kept.paths[s], kept.paths[t]) for s, t in zip(kept.src, kept.tgt)}
+    assert ("/x/b_neutral.png", "/x/b_happy.png") in got
+    assert ("/x/a_neutral.png", "/x/a_happy.png") not in got
+    assert ("/x/a_happy.png", "/x/a_neutral.png") in got  # the way back is kept
+    for s, t in zip(kept.src, kept.tgt):
+        assert kept.subjects[s] == kept.subjects[t] and kept.labels[s] != kept.labels[t]
+    with pytest.raises(pipeline.DataError, match="--closed_mouth_targets: no training target"):
+        pipeline.keep_open_mouth_targets(pairs, openness, [1], 0.005, keep="closed")
+
+
 def test_open_mouth_targets_flag_filters_the_training_pairs_only(tmp_path):
     import json
 
@@ -308,3 +326,10 @@ def test_open_mouth_targets_flag_filters_the_training_pairs_only(tmp_path):
         validate(make_config(open_mouth_targets=("sad",), **common))
     with pytest.raises(ConfigError, match="--mouth_open_threshold=1.5: must lie in"):
         validate(make_config(open_mouth_targets=("happy",), mouth_open_threshold=1.5, **common))
+    only_closed = select_pairs(validate(make_config(closed_mouth_targets=("happy",), **common)))
+    assert len(only_closed.train_pairs) == 3  # s1's open smile dropped, s2's closed one kept
+    got = {(only_closed.train_pairs.paths[s], only_closed.train_pairs.paths[t])
+           for s, t in zip(only_closed.train_pairs.src, only_closed.train_pairs.tgt)}
+    assert not any(src.endswith("s1_neutral.png") for src, _ in got)
+    with pytest.raises(ConfigError, match="both name happy"):
+        validate(make_config(open_mouth_targets=("happy",), closed_mouth_targets=("smile",), **common))

@@ -163,17 +163,23 @@ def mouth_openness(points):
     return gap / np.maximum(width, 1e-6)
 
 
-def keep_open_mouth_targets(pairs, openness, label_ids, threshold):
+def keep_open_mouth_targets(pairs, openness, label_ids, threshold, keep="open"):
     """``pairs`` less those whose target has a label in ``label_ids`` and a
-    mouth openness (per image, ``mouth_openness``) below ``threshold``;
+    mouth of the other kind than ``keep`` ("open": openness, per image from
+    ``mouth_openness``, at or above ``threshold``; "closed": below it);
     images no kept pair uses are dropped. Returns (PairSet, dropped pair
     count); raises DataError when a label is left with no target."""
+    if keep not in ("open", "closed"):
+        raise ValueError(f"keep={keep!r}: must be 'open' or 'closed'")
     openness = np.asarray(openness, np.float64)
-    closed = np.isin(pairs.tgt_label, list(label_ids)) & (openness[pairs.tgt] < threshold)
+    is_open = openness[pairs.tgt] >= threshold
+    wrong_kind = ~is_open if keep == "open" else is_open
+    closed = np.isin(pairs.tgt_label, list(label_ids)) & wrong_kind
     for label in label_ids:
         if not np.any((pairs.tgt_label == label) & ~closed):
-            raise DataError(f"--open_mouth_targets: no training target of class {label} has a mouth "
-                            f"open by --mouth_open_threshold={threshold}; lower the threshold")
+            raise DataError(f"--{keep}_mouth_targets: no training target of class {label} has a mouth "
+                            f"{keep} by --mouth_open_threshold={threshold}; "
+                            f"{'lower' if keep == 'open' else 'raise'} the threshold")
     src, tgt = pairs.src[~closed], pairs.tgt[~closed]
     used = np.unique(np.concatenate([src, tgt]))
     remap = np.full(len(pairs.paths), -1, np.int32)

@@ -268,8 +268,8 @@ def test_open_mouth_filter_drops_only_closed_targets_of_the_named_class():
                                     identity_pairs=False)
     open_by_path = {"/x/a_happy.png": 0.2, "/x/b_happy.png": 0.01, "/x/c_happy.png": 0.05}
     openness = [open_by_path.get(p, 0.0) for p in pairs.paths]
-    kept, dropped = pipeline.keep_open_mouth_targets(pairs, openness, [1], 0.05)
-    assert dropped == 1 and len(kept) == 5
+    kept, dropped = pipeline.keep_mouth_targets(pairs, openness, 0.05, open_ids=[1])
+    assert dropped == {"open": 1, "closed": 0} and len(kept) == 5
     got = {(kept.paths[s], kept.paths[t]) for s, t in zip(kept.src, kept.tgt)}
     assert ("/x/b_neutral.png", "/x/b_happy.png") not in got
     # b's closed smile still teaches the way back to neutral; c sits at the threshold.
@@ -278,7 +278,7 @@ def test_open_mouth_filter_drops_only_closed_targets_of_the_named_class():
     for s, t in zip(kept.src, kept.tgt):  # indices still point at the right labels
         assert kept.subjects[s] == kept.subjects[t] and kept.labels[s] != kept.labels[t]
     with pytest.raises(pipeline.DataError, match="no training target of class 1"):
-        pipeline.keep_open_mouth_targets(pairs, openness, [1], 0.5)
+        pipeline.keep_mouth_targets(pairs, openness, 0.5, open_ids=[1])
 
 
 def test_closed_mouth_filter_keeps_only_closed_targets_of_the_named_class():
@@ -287,8 +287,8 @@ def test_closed_mouth_filter_keeps_only_closed_targets_of_the_named_class():
                                     source_expression="any", identity_pairs=False)
     open_by_path = {"/x/a_happy.png": 0.2, "/x/b_happy.png": 0.01, "/x/c_happy.png": 0.05}
     openness = [open_by_path.get(p, 0.0) for p in pairs.paths]
-    kept, dropped = pipeline.keep_open_mouth_targets(pairs, openness, [1], 0.05, keep="closed")
-    assert dropped == 2 and len(kept) == 4  # a's smile and c's (at the threshold counts as open)
+    kept, dropped = pipeline.keep_mouth_targets(pairs, openness, 0.05, closed_ids=[1])
+    assert dropped == {"open": 0, "closed": 2} and len(kept) == 4  # a's smile and c's (at the threshold counts as open)
     got = {(kept.paths[s], kept.paths[t]) for s, t in zip(kept.src, kept.tgt)}
     assert ("/x/b_neutral.png", "/x/b_happy.png") in got
     assert ("/x/a_neutral.png", "/x/a_happy.png") not in got
@@ -296,7 +296,23 @@ def test_closed_mouth_filter_keeps_only_closed_targets_of_the_named_class():
     for s, t in zip(kept.src, kept.tgt):
         assert kept.subjects[s] == kept.subjects[t] and kept.labels[s] != kept.labels[t]
     with pytest.raises(pipeline.DataError, match="--closed_mouth_targets: no training target"):
-        pipeline.keep_open_mouth_targets(pairs, openness, [1], 0.005, keep="closed")
+        pipeline.keep_mouth_targets(pairs, openness, 0.005, closed_ids=[1])
+
+
+def test_open_and_closed_filters_apply_together_to_different_classes():
+    vocab = ("neutral", "happy", "sad")
+    recs = records_for({"a": list(vocab), "b": list(vocab)})
+    pairs, _ = pipeline.build_pairs(recs, vocab, ("a", "b"), source_expression="neutral",
+                                    identity_pairs=False)
+    open_by_path = {"/x/a_happy.png": 0.2, "/x/b_happy.png": 0.01,
+                    "/x/a_sad.png": 0.2, "/x/b_sad.png": 0.01}
+    openness = [open_by_path.get(p, 0.0) for p in pairs.paths]
+    kept, dropped = pipeline.keep_mouth_targets(pairs, openness, 0.05, open_ids=[1], closed_ids=[2])
+    assert dropped == {"open": 1, "closed": 1}
+    got = {(kept.paths[s], kept.paths[t]) for s, t in zip(kept.src, kept.tgt)}
+    assert got == {("/x/a_neutral.png", "/x/a_happy.png"), ("/x/b_neutral.png", "/x/b_sad.png")}
+    with pytest.raises(ValueError, match="both"):
+        pipeline.keep_mouth_targets(pairs, openness, 0.05, open_ids=[1], closed_ids=[1])
 
 
 def test_open_mouth_targets_flag_filters_the_training_pairs_only(tmp_path):

@@ -163,24 +163,29 @@ def mouth_openness(points):
     return gap / np.maximum(width, 1e-6)
 
 
-def keep_open_mouth_targets(pairs, openness, label_ids, threshold, keep="open"):
-    """``pairs`` less those whose target has a label in ``label_ids`` and a
-    mouth of the other kind than ``keep`` ("open": openness, per image from
-    ``mouth_openness``, at or above ``threshold``; "closed": below it);
-    images no kept pair uses are dropped. Returns (PairSet, dropped pair
-    count); raises DataError when a label is left with no target."""
-    if keep not in ("open", "closed"):
-        raise ValueError(f"keep={keep!r}: must be 'open' or 'closed'")
-    openness = np.asarray(openness, np.float64)
-    is_open = openness[pairs.tgt] >= threshold
-    wrong_kind = ~is_open if keep == "open" else is_open
-    closed = np.isin(pairs.tgt_label, list(label_ids)) & wrong_kind
-    for label in label_ids:
-        if not np.any((pairs.tgt_label == label) & ~closed):
-            raise DataError(f"--{keep}_mouth_targets: no training target of class {label} has a mouth "
-                            f"{keep} by --mouth_open_threshold={threshold}; "
-                            f"{'lower' if keep == 'open' else 'raise'} the threshold")
-    src, tgt = pairs.src[~closed], pairs.tgt[~closed]
+def keep_mouth_targets(pairs, openness, threshold, open_ids=(), closed_ids=()):
+    """``pairs`` less those whose target's mouth is of the wrong kind: a
+    target with a label in ``open_ids`` must have lips apart (openness, per
+    image from ``mouth_openness``, at or above ``threshold``), one with a
+    label in ``closed_ids`` lips closed (below it). Images no kept pair uses
+    are dropped. Returns (PairSet, {"open": dropped, "closed": dropped});
+    raises DataError when a label is left with no target."""
+    if set(open_ids) & set(closed_ids):
+        raise ValueError(f"classes {sorted(set(open_ids) & set(closed_ids))} are in both "
+                         "open_ids and closed_ids")
+    is_open = np.asarray(openness, np.float64)[pairs.tgt] >= threshold
+    drop = np.zeros(len(pairs.tgt), bool)
+    dropped = {}
+    for kind, ids, wrong_kind, fix in (("open", open_ids, ~is_open, "lower"),
+                                       ("closed", closed_ids, is_open, "raise")):
+        named = np.isin(pairs.tgt_label, list(ids))
+        for label in ids:
+            if not np.any((pairs.tgt_label == label) & ~wrong_kind):
+                raise DataError(f"--{kind}_mouth_targets: no training target of class {label} has a "
+                                f"mouth {kind} by --mouth_open_threshold={threshold}; {fix} the threshold")
+        dropped[kind] = int((named & wrong_kind).sum())
+        drop |= named & wrong_kind
+    src, tgt = pairs.src[~drop], pairs.tgt[~drop]
     used = np.unique(np.concatenate([src, tgt]))
     remap = np.full(len(pairs.paths), -1, np.int32)
     remap[used] = np.arange(len(used), dtype=np.int32)
@@ -189,7 +194,7 @@ def keep_open_mouth_targets(pairs, openness, label_ids, threshold, keep="open"):
         subjects=tuple(pairs.subjects[i] for i in used), labels=pairs.labels[used],
         src=remap[src], tgt=remap[tgt],
         points=None if pairs.points is None else pairs.points[used])
-    return kept, int(closed.sum())
+    return kept, dropped
 
 
 def check_images(paths, skip_bad=False, workers=8):

@@ -89,17 +89,18 @@ def select_pairs(config):
     train_pairs, skipped = pipeline.build_pairs(
         records, vocab, train_subjects, config.source_expression, config.identity_pairs,
         config.skip_bad_images)
-    for keep, classes in (("open", config.open_mouth_targets),
-                          ("closed", config.closed_mouth_targets)):
-        if not classes:
-            continue
+    if config.open_mouth_targets or config.closed_mouth_targets:
         _, points = read_landmarks(manifest, train_pairs.paths)
-        ids = [vocab.index(e) for e in classes]
         before = len(train_pairs)
-        train_pairs, dropped = pipeline.keep_open_mouth_targets(
-            train_pairs, pipeline.mouth_openness(points), ids, config.mouth_open_threshold, keep)
-        log.info("--%s_mouth_targets=%s: %d of %d training pairs dropped (target's lips %s)",
-                 keep, ",".join(classes), dropped, before, "closed" if keep == "open" else "apart")
+        train_pairs, dropped = pipeline.keep_mouth_targets(
+            train_pairs, pipeline.mouth_openness(points), config.mouth_open_threshold,
+            open_ids=[vocab.index(e) for e in config.open_mouth_targets],
+            closed_ids=[vocab.index(e) for e in config.closed_mouth_targets])
+        for kind, classes, other in (("open", config.open_mouth_targets, "closed"),
+                                     ("closed", config.closed_mouth_targets, "apart")):
+            if classes:
+                log.info("--%s_mouth_targets=%s: %d of %d training pairs dropped (target's lips %s)",
+                         kind, ",".join(classes), dropped[kind], before, other)
     test_pairs, skipped_test = ((None, []) if not test_subjects else pipeline.build_pairs(
         records, vocab, test_subjects, config.source_expression, config.identity_pairs,
         config.skip_bad_images))

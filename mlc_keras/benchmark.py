@@ -31,7 +31,7 @@ def main(argv):
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from mlc_keras.training.runtime import configure_cpu
+    from mlc_keras.training.runtime import check_precision_kernels, configure_cpu
 
     note = configure_cpu()  # before TensorFlow is imported
     from mlc_keras.images import write_json_atomic
@@ -40,6 +40,7 @@ def main(argv):
 
     fv = flags.FLAGS
     config = config_lib.config_from_flags()
+    check_precision_kernels(config.mixed_precision)
     benchmark.check_settings(**{name: fv[name].value for name, _, _ in FLAGS_SPEC[:4]})
     print(note, flush=True)
     report = benchmark.run_benchmark(config, fv.warmup_steps, fv.steps, fv.matmul_size,

@@ -19,10 +19,11 @@ DRY_RUN = (("dry_run", False, "Validate the config and the data, print the resol
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from mlc_keras.training.runtime import configure_cpu
+    from mlc_keras.training.runtime import check_precision_kernels, configure_cpu
 
     note = configure_cpu()  # before TensorFlow is imported
     config = config_lib.config_from_flags()
+    check_precision_kernels(config.mixed_precision)
     print(note, flush=True)
     from mlc_keras.training.loop import dry_run, train
 

@@ -128,3 +128,37 @@ def test_commands_that_train_exit_with_one_line_under_frozen_weights(module, tmp
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1" in lines[0], proc.stderr
     assert not (tmp_path / "w").exists()  # nothing written
+
+
+# -- bfloat16 where oneDNN has no bfloat16 kernels
+
+
+def test_bfloat16_is_refused_only_where_onednn_lacks_its_kernels(monkeypatch):
+    from mlc_keras.training import runtime
+
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    avx2, avx512 = {"avx2", "fma"}, {"avx2", "fma", "avx512f"}
+    with pytest.raises(runtime.PrecisionError, match="no bfloat16 kernels for this CPU"):
+        runtime.check_precision_kernels("bfloat16", cpu_flags=avx2)
+    runtime.check_precision_kernels("bfloat16", cpu_flags=avx512)
+    runtime.check_precision_kernels("bfloat16", cpu_flags=avx2 | {"avx_ne_convert"})
+    runtime.check_precision_kernels("float32", cpu_flags=avx2)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    with pytest.raises(runtime.PrecisionError, match="ONEDNN_MAX_CPU_ISA=AVX2"):
+        runtime.check_precision_kernels("bfloat16", cpu_flags=avx512)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # TensorFlow's own kernels run bfloat16
+    runtime.check_precision_kernels("bfloat16", cpu_flags=avx2)
+
+
+@pytest.mark.parametrize("module", ["mlc_keras.train", "mlc_keras.benchmark"])
+def test_bfloat16_under_an_avx2_cap_exits_with_one_line(module, tmp_path):
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    env.pop("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", None)
+    proc = subprocess.run([sys.executable, "-m", module, "--flagfile=configs/tiny.flags",
+                           "--mixed_precision=bfloat16", f"--workdir={tmp_path / 'w'}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--mixed_precision=bfloat16" in lines[0], proc.stderr
+    assert not (tmp_path / "w").exists()  # nothing written

@@ -198,6 +198,31 @@ def test_instance_norm_equals_group_norm_in_value_and_gradient():
     assert mlc_layers.normalization("instance", "norm").__class__ is mlc_layers.InstanceNormalization
 
 
+def test_float32_image_norm_runs_on_tiles_with_the_image_statistics():
+    """A float32 image with an even H*W reaches the fused kernel as H*W/2
+    tiles of 2 x 1 (the AVX2 speed-up), with the untiled kernel's result;
+    odd H*W and bfloat16 keep the image shape."""
+    from mlc_keras.models import layers as mlc_layers
+
+    rng = np.random.default_rng(2)
+    gamma = tf.constant(rng.normal(size=4).astype("float32"))
+    beta = tf.constant(rng.normal(size=4).astype("float32"))
+    for (h, w, dtype), want_shape in (((6, 5, tf.float32), [15, 2, 1, 4]),
+                                      ((5, 5, tf.float32), [1, 5, 5, 4]),
+                                      ((6, 5, tf.bfloat16), [1, 6, 5, 4])):
+        x = tf.cast(3 * rng.normal(size=(1, h, w, 4)) + 1, dtype)
+        graph = tf.function(mlc_layers.fused_instance_norm).get_concrete_function(
+            x, gamma, beta, 1e-5).graph
+        shapes = [op.inputs[0].shape.as_list() for op in graph.get_operations()
+                  if op.type == "FusedBatchNormV3"]
+        assert shapes == [want_shape], (h, w, dtype, shapes)
+        got = mlc_layers.fused_instance_norm(x, gamma, beta, 1e-5)
+        untiled = mlc_layers._fused_norm(x, gamma, beta, 1e-5)
+        assert got.shape == x.shape
+        np.testing.assert_allclose(tf.cast(got, tf.float32).numpy(),
+                                   tf.cast(untiled, tf.float32).numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_instance_norm_under_bfloat16_keeps_float32_weights():
     from mlc_keras.models import layers as mlc_layers
 

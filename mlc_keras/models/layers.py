@@ -59,12 +59,33 @@ def _fused_norm(x, scale, offset, epsilon):
     return y
 
 
+def _image_norm(x, scale, offset, epsilon):
+    """``_fused_norm`` of one NHWC image. A float32 image is handed to the
+    kernel as a batch of H*W/2 tiles of 2 x 1 positions when H*W is even and
+    known when traced (a free reshape; the batch statistics over all tiles are
+    the image's own; outputs differ by float32 rounding at most). oneDNN spreads its
+    batch-norm kernels over the batch: its AVX2 kernel ran 2.7x slower on one
+    1 x H x W image than on the tiles (forward plus backward on the default
+    model's shapes), while with AVX-512 the two were within 3 %. In bfloat16
+    the tiles were 6 % slower with AVX-512 (and AVX2 has no bfloat16 kernel),
+    so bfloat16 keeps the image shape (BENCHMARKS.md, issue 14)."""
+    import tensorflow as tf
+
+    _, h, w, c = x.shape
+    if x.dtype != tf.float32 or h is None or w is None or c is None or (h * w) % 2:
+        return _fused_norm(x, scale, offset, epsilon)
+    # -1, not H*W/2: under a traced unknown batch the batch-1 branch may be
+    # handed a larger batch it does not return (ops.cond in a gradient tape).
+    y = _fused_norm(tf.reshape(x, (-1, 2, 1, c)), scale, offset, epsilon)
+    return tf.reshape(y, (-1, h, w, c))
+
+
 def fused_instance_norm(x, gamma, beta, epsilon):
     """Instance norm of NHWC ``x`` with a batch known when traced (at most
     ``_PER_IMAGE_MAX_BATCH``), any float dtype, statistics in float32, float32
     ``gamma`` and ``beta`` of shape [C]: one fused batch-norm kernel per image
-    (a batch of one is one instance) instead of separate mean / variance /
-    scale ops. The same statistics as ``GroupNormalization(groups=-1)``: the
+    (a batch of one is one instance; see ``_image_norm``) instead of separate
+    mean / variance / scale ops. The same statistics as ``GroupNormalization(groups=-1)``: the
     biased variance over H and W of each image and channel."""
     import tensorflow as tf
 
@@ -72,9 +93,9 @@ def fused_instance_norm(x, gamma, beta, epsilon):
     beta = tf.cast(beta, tf.float32)
     batch = x.shape[0]
     if batch == 1:
-        return _fused_norm(x, gamma, beta, epsilon)
+        return _image_norm(x, gamma, beta, epsilon)
     parts = tf.split(x, batch, axis=0)
-    return tf.concat([_fused_norm(p, gamma, beta, epsilon) for p in parts], axis=0)
+    return tf.concat([_image_norm(p, gamma, beta, epsilon) for p in parts], axis=0)
 
 
 @keras.saving.register_keras_serializable(package="mlc_keras")
@@ -109,7 +130,7 @@ class InstanceNormalization(layers.GroupNormalization):
         # the fused kernel, more take GroupNormalization's ops.
         gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
         return ops.cond(ops.equal(ops.shape(x)[0], 1),
-                        lambda: _fused_norm(x, gamma, beta, self.epsilon),
+                        lambda: _image_norm(x, gamma, beta, self.epsilon),
                         lambda: super(InstanceNormalization, self).call(x))
 
     def get_config(self):

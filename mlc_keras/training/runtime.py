@@ -122,6 +122,47 @@ def configure_cpu(inference=False):
     return "; ".join(notes)
 
 
+class PrecisionError(UserError, ValueError):
+    pass
+
+
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) below which it has no bfloat16 kernels.
+_NO_BF16_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
+
+
+def _cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (None where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def check_precision_kernels(precision, cpu_flags=None):
+    """Refuses --mixed_precision=bfloat16 where oneDNN is on and has no
+    bfloat16 kernels: a CPU without AVX-512 (nor AVX2-VNNI-2's bfloat16
+    conversions), or oneDNN capped below them by ONEDNN_MAX_CPU_ISA. There the
+    first bfloat16 convolution fails inside TensorFlow ("could not create a
+    primitive descriptor"); measured on a Xeon capped to AVX2. With oneDNN
+    off, TensorFlow's own kernels run bfloat16 (slowly)."""
+    if precision != "bfloat16" or not _env_true("TF_ENABLE_ONEDNN_OPTS"):
+        return
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    flags = _cpu_flags() if cpu_flags is None else set(cpu_flags)
+    if cap in _NO_BF16_ISAS:
+        why = f"ONEDNN_MAX_CPU_ISA={cap} leaves oneDNN without bfloat16 kernels"
+    elif flags is not None and not flags & {"avx512f", "avx_ne_convert"}:
+        why = "oneDNN has no bfloat16 kernels for this CPU (no avx512f in /proc/cpuinfo)"
+    else:
+        return
+    raise PrecisionError(f"--mixed_precision=bfloat16: {why}; use --mixed_precision=float32, "
+                         f"or set TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's slower kernels)")
+
+
 def split_cpu(num_devices):
     """Splits the physical CPU into logical devices (before any op runs)."""
     import tensorflow as tf

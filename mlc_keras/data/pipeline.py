@@ -178,13 +178,13 @@ def keep_mouth_targets(pairs, openness, threshold, open_ids=(), closed_ids=()):
     dropped = {}
     for kind, ids, wrong_kind, fix in (("open", open_ids, ~is_open, "lower"),
                                        ("closed", closed_ids, is_open, "raise")):
-        named = np.isin(pairs.tgt_label, list(ids))
         for label in ids:
             if not np.any((pairs.tgt_label == label) & ~wrong_kind):
                 raise DataError(f"--{kind}_mouth_targets: no training target of class {label} has a "
                                 f"mouth {kind} by --mouth_open_threshold={threshold}; {fix} the threshold")
-        dropped[kind] = int((named & wrong_kind).sum())
-        drop |= named & wrong_kind
+        bad = np.isin(pairs.tgt_label, list(ids)) & wrong_kind
+        dropped[kind] = int(bad.sum())
+        drop |= bad
     src, tgt = pairs.src[~drop], pairs.tgt[~drop]
     used = np.unique(np.concatenate([src, tgt]))
     remap = np.full(len(pairs.paths), -1, np.int32)

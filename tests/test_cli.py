@@ -140,15 +140,15 @@ def test_bfloat16_is_refused_only_where_onednn_lacks_its_kernels(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     avx2, avx512 = {"avx2", "fma"}, {"avx2", "fma", "avx512f"}
     with pytest.raises(runtime.PrecisionError, match="no bfloat16 kernels for this CPU"):
-        runtime.check_precision_kernels("bfloat16", cpu_flags=avx2)
-    runtime.check_precision_kernels("bfloat16", cpu_flags=avx512)
-    runtime.check_precision_kernels("bfloat16", cpu_flags=avx2 | {"avx_ne_convert"})
-    runtime.check_precision_kernels("float32", cpu_flags=avx2)
+        runtime.check_precision_kernels("bfloat16", flags=avx2)
+    runtime.check_precision_kernels("bfloat16", flags=avx512)
+    runtime.check_precision_kernels("bfloat16", flags=avx2 | {"avx_ne_convert"})
+    runtime.check_precision_kernels("float32", flags=avx2)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
     with pytest.raises(runtime.PrecisionError, match="ONEDNN_MAX_CPU_ISA=AVX2"):
-        runtime.check_precision_kernels("bfloat16", cpu_flags=avx512)
+        runtime.check_precision_kernels("bfloat16", flags=avx512)
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # TensorFlow's own kernels run bfloat16
-    runtime.check_precision_kernels("bfloat16", cpu_flags=avx2)
+    runtime.check_precision_kernels("bfloat16", flags=avx2)
 
 
 @pytest.mark.parametrize("module", ["mlc_keras.train", "mlc_keras.benchmark"])

@@ -130,7 +130,7 @@ class PrecisionError(UserError, ValueError):
 _NO_BF16_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
 
 
-def _cpu_flags():
+def cpu_flags():
     """The CPU's feature flags from /proc/cpuinfo (None where it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as f:
@@ -142,17 +142,18 @@ def _cpu_flags():
     return None
 
 
-def check_precision_kernels(precision, cpu_flags=None):
+def check_precision_kernels(precision, flags=None):
     """Refuses --mixed_precision=bfloat16 where oneDNN is on and has no
     bfloat16 kernels: a CPU without AVX-512 (nor AVX2-VNNI-2's bfloat16
     conversions), or oneDNN capped below them by ONEDNN_MAX_CPU_ISA. There the
     first bfloat16 convolution fails inside TensorFlow ("could not create a
     primitive descriptor"); measured on a Xeon capped to AVX2. With oneDNN
-    off, TensorFlow's own kernels run bfloat16 (slowly)."""
+    off, TensorFlow's own kernels run bfloat16 (slowly). ``flags``: the CPU's
+    feature flags (default: ``cpu_flags()``)."""
     if precision != "bfloat16" or not _env_true("TF_ENABLE_ONEDNN_OPTS"):
         return
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
-    flags = _cpu_flags() if cpu_flags is None else set(cpu_flags)
+    flags = cpu_flags() if flags is None else set(flags)
     if cap in _NO_BF16_ISAS:
         why = f"ONEDNN_MAX_CPU_ISA={cap} leaves oneDNN without bfloat16 kernels"
     elif flags is not None and not flags & {"avx512f", "avx_ne_convert"}:

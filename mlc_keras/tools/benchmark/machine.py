@@ -1,4 +1,5 @@
-"""The machine a benchmark runs on: CPU, software versions, the float32 matmul rate (imports nothing from the package)."""
+"""The machine a benchmark runs on: CPU, software versions, the float32 matmul rate (imports
+only training/runtime from the package, for the CPU flags)."""
 
 import dataclasses
 import os
@@ -21,16 +22,10 @@ def cpu_model():
 
 def cpu_simd():
     """The vector extensions that bound float32 throughput (from /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-                            if x in present]
-    except OSError:
-        pass
-    return []
+    from mlc_keras.training.runtime import cpu_flags
+
+    present = cpu_flags() or set()
+    return [x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if x in present]
 
 
 def machine_info():

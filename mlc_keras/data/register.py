@@ -88,6 +88,72 @@ def register_target(target, target_points, source_points, anchors=OUTSIDE_MOUTH)
     return registered, _thin_plate(moved_from, moved_to)(target_points)
 
 
+def similarity_fit(moved_from, moved_to):
+    """The least-squares similarity (scale, rotation, shift) taking the points
+    ``moved_from`` onto ``moved_to`` ((N, 2) each, N >= 2): a float64 (3, 3)
+    matrix acting on (x, y, 1) columns."""
+    a = np.asarray(moved_from, np.float64)
+    b = np.asarray(moved_to, np.float64)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 2 or len(a) < 2:
+        raise ValueError(f"points must be two (N, 2) arrays of one shape with N >= 2, got "
+                         f"{a.shape} and {b.shape}")
+    # u = p x - q y + tx, v = q x + p y + ty: linear in (p, q, tx, ty)
+    rows = np.zeros((2 * len(a), 4))
+    rows[0::2] = np.stack([a[:, 0], -a[:, 1], np.ones(len(a)), np.zeros(len(a))], 1)
+    rows[1::2] = np.stack([a[:, 1], a[:, 0], np.zeros(len(a)), np.ones(len(a))], 1)
+    p, q, tx, ty = np.linalg.lstsq(rows, b.reshape(-1), rcond=None)[0]
+    return np.array([[p, -q, tx], [q, p, ty], [0.0, 0.0, 1.0]])
+
+
+def transform_points(matrix, points):
+    """(N, 2) points through a (3, 3) matrix on (x, y, 1) columns."""
+    points = np.asarray(points, np.float64)
+    return (np.concatenate([points, np.ones((len(points), 1))], 1) @ np.asarray(matrix).T)[:, :2]
+
+
+def local_warp(image, moved_from, moved_to, weight, smoothing=0.1):
+    """``tps_warp`` with its motion faded by ``weight``: where the weight is 0
+    the output is the image's own pixels, bit for bit, and elsewhere the
+    thin-plate motion is scaled by the weight and sampled by cubic splines
+    (sharper than bilinear sampling, which blurs every sub-pixel shift).
+
+    Args:
+      image: uint8 or float (H, W, C).
+      moved_from, moved_to: (N, 2) (x, y); 24 points round the image border
+        are held still as well.
+      weight: (H, W) in [0, 1], the share of the motion each pixel takes.
+      smoothing: thin-plate-spline smoothing (not 0: dlib's inner and outer
+        lip corners can coincide, see ``landmark_flow``).
+
+    Returns:
+      the warped image, same shape and dtype.
+    """
+    from scipy.ndimage import map_coordinates
+
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    weight = np.asarray(weight, np.float64)
+    if weight.shape != (h, w):
+        raise ValueError(f"weight has shape {weight.shape}, expected the image's {(h, w)}")
+    # the square frame stretched to W x H
+    border = _frame(2, per_side=6) * np.array([(w - 1) / 1.0, (h - 1) / 1.0])
+    spline = _thin_plate(np.concatenate([moved_to, border]),
+                         np.concatenate([moved_from, border]), smoothing)
+    ys, xs = np.mgrid[0:h, 0:w]
+    moving = weight > 0
+    out = image.astype(np.float64)
+    if moving.any():
+        at = np.stack([xs[moving], ys[moving]], 1).astype(np.float64)
+        shift = (spline(at) - at) * weight[moving][:, None]
+        coords = [at[:, 1] + shift[:, 1], at[:, 0] + shift[:, 0]]
+        for c in range(image.shape[2]):
+            out[..., c][moving] = map_coordinates(image[..., c].astype(np.float64), coords,
+                                                  order=3, mode="nearest")
+    if image.dtype == np.uint8:
+        return np.where(moving[..., None], np.clip(np.rint(out), 0, 255), image).astype(np.uint8)
+    return np.where(moving[..., None], out, image).astype(image.dtype)
+
+
 def landmark_distance(a, b, indices=STABLE):
     """Mean Euclidean distance (pixels) between two (68, 2) landmark sets."""
     a, b = np.asarray(a, np.float64)[list(indices)], np.asarray(b, np.float64)[list(indices)]

@@ -142,8 +142,10 @@ def _check_output(output):
     return sheet
 
 
-def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
-    """Per subject: full-resolution face-box regions, aligned crops, sheet cells."""
+def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0, editor=None):
+    """Per subject: full-resolution face-box regions, aligned crops, sheet cells.
+    ``editor``: None (the model through ``synthesize_photo``) or a callable
+    neutral photo path -> (photo, detected face, edited photo)."""
     from mlc_keras.data import align
     from mlc_keras.data.sources import london
     from mlc_keras.evaluation.external_judge import face_patch
@@ -161,15 +163,18 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0):
     skipped = []
     for subject in subjects:
         try:
-            result = synthesize_photo(model, neutral[subject], ["happy"], paste_back=True,
-                                      aligner=aligner, intensity=intensity)
+            if editor is None:
+                result = synthesize_photo(model, neutral[subject], ["happy"], paste_back=True,
+                                          aligner=aligner, intensity=intensity)
+                face, photo = result.faces[0].face, result.photo
+                pasted = result.pasted(result.expressions[0])
+            else:
+                photo, face, pasted = editor(neutral[subject])
             target = align.load_image(smiling[subject])
             real_face = aligner.detect_largest(target, smiling[subject])
         except align.ImageError as e:  # includes NoFaceError
             skipped.append({"subject": subject, "reason": str(e)})
             continue
-        face, photo = result.faces[0].face, result.photo
-        pasted = result.pasted(result.expressions[0])
         out["subjects"].append(subject)
         out["gen_region"].append(clip_crop(pasted, face.box))
         out["src_region"].append(clip_crop(photo, face.box))
@@ -312,11 +317,13 @@ def _targets(results):
 def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None, crop=128,
                     cell=256, classifier="features", classifier_epochs=30, classifier_width=None,
                     classifier_lr=None, two_sample_arch="small", two_sample_epochs=15, seed=0,
-                    aligner=None, intensity=1.0, external_judge="auto", detail=None):
+                    aligner=None, intensity=1.0, external_judge="auto", detail=None,
+                    editor=None):
     """Full-photo neutral -> happy evaluation (see the module docstring).
 
     Args:
-      model: a ``SynthesisModel`` or anything ``load_model_for_synthesis`` takes.
+      model: a ``SynthesisModel`` or anything ``load_model_for_synthesis``
+        takes; with ``editor``, only the name the results give the edit.
       photos_dir: London-layout folder (neutral_front/NNN_03.jpg,
         smiling_front/NNN_08.jpg).
       subjects: subject ids ("001", ...), held out from the generator's training.
@@ -334,6 +341,10 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
         (missing: an error). Reported beside the targets, not as one.
       detail: the fine-detail gate of the compositing (``inference.composite``;
         None: the default, 0: off).
+      editor: None, or a callable neutral photo path -> (photo, detected
+        ``align.Face``, edited photo), all uint8 at the photo's size, judged
+        instead of a model (e.g. ``template_smile.photo_editor``); raises
+        ``align.ImageError`` to skip a photo.
 
     Returns:
       the results dict written to photos.json (nan as None).
@@ -352,12 +363,12 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
     subjects = [str(s).strip() for s in subjects if str(s).strip()]
     if generator_subjects is not None:
         realism.disjoint_subjects(subjects, generator_subjects)
-    if not isinstance(model, SynthesisModel):
+    if editor is None and not isinstance(model, SynthesisModel):
         model = load_model_for_synthesis(model, detail)
     data, skipped = _collect(model, photos_dir, subjects, int(crop), int(cell), aligner,
-                             float(intensity))
+                             float(intensity), editor)
     used = data["subjects"]
-    results = {"model": model.source, "photos_dir": os.path.abspath(photos_dir),
+    results = {"model": str(model) if editor is not None else model.source, "photos_dir": os.path.abspath(photos_dir),
                "subjects": used, "skipped": skipped, "crop": int(crop),
                "intensity": float(intensity), "fine_detail": detail,
                "generator_subjects_known": generator_subjects is not None}

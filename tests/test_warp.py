@@ -65,6 +65,24 @@ def test_warp_gradient_moves_the_flow_toward_the_target():
     np.testing.assert_allclose(grad[..., 0], 0.0)  # the ramp has no vertical structure
 
 
+def test_cubic_warp_keeps_whole_pixel_shifts_exact_and_blurs_less_than_bilinear():
+    from mlc_keras.models.layers import warp_images_cubic
+
+    x = images(16)
+    np.testing.assert_allclose(warp_images_cubic(x, constant_flow(2, 16, 0, 0)).numpy(), x,
+                               atol=1e-6)
+    np.testing.assert_allclose(warp_images_cubic(x, constant_flow(2, 16, 2 / 16, -1 / 16)).numpy(),
+                               warp_images(x, constant_flow(2, 16, 2 / 16, -1 / 16)).numpy(),
+                               atol=1e-6)
+    # a linear ramp is reproduced at a sub-pixel shift (inside the border)
+    ramp = np.tile(np.arange(16, dtype=np.float32)[None, None, :, None], (1, 16, 1, 3))
+    shifted = warp_images_cubic(ramp, constant_flow(1, 16, 0, 0.3 / 16)).numpy()
+    np.testing.assert_allclose(shifted[:, :, 1:-3], ramp[:, :, 1:-3] + 0.3, atol=1e-4)
+    # half a pixel on noise: more of the detail survives than bilinear's average
+    half = constant_flow(2, 16, 0.5 / 16, 0.5 / 16)
+    assert np.var(warp_images_cubic(x, half).numpy()) > 1.3 * np.var(warp_images(x, half).numpy())
+
+
 def test_generator_warp_moves_the_source_where_the_mask_keeps_it():
     generator = build_generator(make_config(g_warp=True, max_flow=0.25, **TINY)).build_for_inputs()
     x, c = images(16), tf.one_hot([1, 0], 2)
@@ -95,11 +113,32 @@ def test_composite_moves_the_full_resolution_crop_by_the_same_fraction(tmp_path)
     out, change = composite_lib.composite(generator, crops, tf.one_hot(ids, 2))
     # 0.125 of 64 px: the sharp crop itself, 8 rows down, not a resized model image
     np.testing.assert_allclose(out.numpy()[:, :-8], crops[:, 8:], atol=1e-5)
-    assert float(tf.reduce_max(change)) < 1e-6
+    # every pixel moved: all of it is the model's, so a paste through the
+    # change map takes the moved crop (it once read 0 here and pasted nothing)
+    np.testing.assert_allclose(change.numpy(), 1.0, atol=1e-6)
     loaded = tf.saved_model.load(
         export.export_generator(generator, config, str(tmp_path), "mlc", 1)["saved_model"])
     served = loaded.signatures["composite"](images=tf.constant(crops), expressions=ids)
     np.testing.assert_allclose(served["images"].numpy(), out.numpy(), atol=1e-5)
+
+
+def test_composite_change_counts_the_moved_pixels_in_proportion_below_half_a_pixel():
+    generator = build_generator(make_config(g_warp=True, max_flow=0.25, **TINY)).build_for_inputs()
+    crops, onehot = images(64), tf.one_hot([1, 0], 2)
+    set_head(generator, keep_logit=30.0)  # keeps the source, no motion: the crop's own
+    out, change = composite_lib.composite(generator, crops, onehot, detail=0)
+    np.testing.assert_allclose(out.numpy(), crops, atol=1e-5)
+    assert float(tf.reduce_max(change)) < 1e-6
+    # a quarter of a pixel of the 64 px crop: half of composite.MOVED_PX
+    set_head(generator, keep_logit=30.0,
+             flow_logits=(0.0, float(np.arctanh(0.25 / 64 / 0.25))))
+    _, change = composite_lib.composite(generator, crops, onehot, detail=0)
+    np.testing.assert_allclose(change.numpy(), 0.25 / composite_lib.MOVED_PX, atol=1e-4)
+    # intensity scales the motion, and so the share
+    _, change = composite_lib.composite(generator, crops, onehot, tf.constant([2.0, 0.0]),
+                                        detail=0)
+    np.testing.assert_allclose(change.numpy()[0], 1.0, atol=1e-4)
+    assert float(tf.reduce_max(change[1])) < 1e-6
 
 
 def test_a_warp_head_continues_a_trained_generator_with_no_motion(tmp_path):

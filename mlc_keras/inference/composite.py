@@ -25,13 +25,19 @@ expression intensity); the networks come through the generator object given.
 import tensorflow as tf
 
 from mlc_keras.models.generator import scale_change, warp_blend
-from mlc_keras.models.layers import warp_images
+from mlc_keras.models.layers import warp_images_cubic
 
 # ``detail``'s default: the gate exp(-|colour - crop's R-pass| / detail), the
 # colour difference averaged over RGB in [-1, 1] units; 0 turns it off. 0.15
 # was chosen by looking at the London mouths at 4x (MODEL_CARD.md, "Fine
 # detail").
 DEFAULT_DETAIL = 0.15
+
+# A pixel the warp head moves by this many pixels of the crop or more is
+# wholly the model's in ``change`` (a smaller motion, a proportional share):
+# a paste through ``change`` takes the moved pixels, and keeps the photo's own
+# bytes only where nothing moves and the mask keeps the source.
+MOVED_PX = 0.5
 
 # A 3x3 binomial filter: feathers the mask at R before it is upsampled, so its
 # edges are soft at any S.
@@ -98,7 +104,8 @@ def composite(generator, crops, condition, intensity=None, detail=DEFAULT_DETAIL
 
     Returns:
       (images float32 [B, S, S, 3] in [-1, 1], change float32 [B, S, S, 1] in
-      [0, 1]: how much of each pixel comes from the model; 0 = the crop's own).
+      [0, 1]: how much of each pixel comes from the model; 0 = the crop's own;
+      with a warp head, a pixel moved by ``MOVED_PX`` or more counts as 1).
       A generator without attention heads has no mask: its final image is
       upsampled (bicubic) and ``change`` is 1 everywhere.
     """
@@ -120,13 +127,18 @@ def composite(generator, crops, condition, intensity=None, detail=DEFAULT_DETAIL
     if flow is not None:  # warp head: the sharp crop itself is moved along the flow
         # moved once, here (as warp_blend would: the flow scaled by the
         # intensity); the blend then scales only the mask
-        moved = warp_images(crops, tf.image.resize(flow, size, method="bilinear") * strength)
+        flow = tf.image.resize(flow, size, method="bilinear") * strength
+        # bicubic: a bilinear sub-pixel shift blurs the whole moved region
+        moved = tf.clip_by_value(warp_images_cubic(crops, flow), -1.0, 1.0)
         if detail:
             moved_small = tf.image.resize(moved, [r, r], method="area", antialias=True)
             colour = fine_detail(colour, moved, moved_small, detail)
         colour = tf.clip_by_value(colour, -1.0, 1.0)
         out, keep = warp_blend(moved, colour, keep, None, intensity)
-        return out, 1.0 - keep
+        # the moved pixels are the model's too (flow in fractions of the size)
+        shift_px = tf.norm(flow * tf.cast(size, tf.float32), axis=-1, keepdims=True)
+        moved_share = tf.clip_by_value(shift_px / MOVED_PX, 0.0, 1.0)
+        return out, 1.0 - keep * (1.0 - moved_share)
     if detail:
         colour = fine_detail(colour, crops, small, detail)
     colour = tf.clip_by_value(colour, -1.0, 1.0)

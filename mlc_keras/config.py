@@ -151,6 +151,11 @@ _SPEC = (
                       "ours, after warp-guided face animation). The flow head starts at zero, "
                       "so --init_generator may name a generator without one."),
     ("max_flow", 0.08, "--g_warp: largest displacement, as a fraction of the image size."),
+    ("g_shading", False, "--g_warp: the final level also predicts a smooth log-gain per colour "
+                         "channel (8 px cells at the model's resolution, interpolated; at most "
+                         "+-0.5) that multiplies the moved input: shading of cheeks and folds "
+                         "on the photo's own pixels, not redrawn by the colour map (ours). "
+                         "Starts at zero, so --init_generator may name a generator without it."),
     ("d_channels", 64, "Discriminator and critic width. (peer: pix2pix 64)"),
     ("d_downsamples", 3, "PatchGAN stride-2 layers of the main discriminator. (peer: pix2pix 70x70)"),
     ("d_condition", "both", "What D and the photo critics see besides the image: none, source, "
@@ -417,7 +422,7 @@ def validate(config):
                  "mask_binary_weight", "g_warp"):
         if getattr(c, name) and c.g_output != "attention":
             raise ConfigError(f"--{name} needs --g_output=attention (an attention head to train)")
-    for name in ("flow_smooth_weight", "warp_l1_weight", "flow_target_weight"):
+    for name in ("flow_smooth_weight", "warp_l1_weight", "flow_target_weight", "g_shading"):
         if getattr(c, name) and not c.g_warp:
             raise ConfigError(f"--{name} needs --g_warp (a flow field to train)")
     if c.flow_target_weight and c.dataset == "tfrecord":

@@ -232,3 +232,86 @@ def test_a_flow_target_without_landmarks_is_refused_before_training(tmp_path):
 def test_bad_warp_options_are_refused(overrides, message):
     with pytest.raises(Exception, match=message):
         make_config(**overrides)
+
+
+def _set_gain(generator, bias, kernel_scale=0.0, seed=0):
+    kernel = np.random.default_rng(seed).normal(0, kernel_scale, generator.gain_head.kernel.shape)
+    generator.gain_head.kernel.assign(kernel.astype(np.float32))
+    generator.gain_head.bias.assign(np.asarray(bias, np.float32))
+
+
+def test_shading_head_lights_the_moved_input_smoothly_and_within_its_bound():
+    from mlc_keras.models.generator import GAIN_LIMIT, SHADING_CELL, shade
+
+    generator = build_generator(make_config(g_warp=True, g_shading=True, max_flow=0.25,
+                                            **TINY)).build_for_inputs()
+    x, c = images(16), tf.one_hot([1, 0], 2)
+    set_head(generator, keep_logit=30.0)
+    np.testing.assert_allclose(generator((x, c))[0].numpy(), x, atol=1e-5)  # no gain yet
+    _set_gain(generator, [0.4, 0.0, -0.4])
+    gain = GAIN_LIMIT * np.tanh(np.array([0.4, 0.0, -0.4], np.float32))
+    expected = shade(x, gain).numpy()
+    np.testing.assert_allclose(generator((x, c))[0].numpy(), expected, atol=1e-5)
+    assert expected[..., 0].mean() > x[..., 0].mean() and expected[..., 2].mean() < x[..., 2].mean()
+    # the intensity scales the gain: 0 is the input, 0.5 half the log-gain
+    np.testing.assert_allclose(generator((x, c, tf.constant([0.0, 0.0])))[0].numpy(), x, atol=1e-6)
+    np.testing.assert_allclose(generator((x, c, tf.constant([0.5, 0.5])))[0].numpy(),
+                               shade(x, gain / 2).numpy(), atol=1e-5)
+    # a noisy head still gives a bounded gain that is flat inside each cell
+    # centre and never jumps between neighbours by more than a cell's share
+    _set_gain(generator, [0.0, 0.0, 0.0], kernel_scale=3.0)
+    maps = generator.final_maps_flow_and_gain((x, c))
+    g = maps[3].numpy()
+    assert g.shape == (2, 16, 16, 3) and np.abs(g).max() <= GAIN_LIMIT + 1e-6
+    assert np.abs(g).max() > 0.01
+    step = np.abs(np.diff(g, axis=2)).max()
+    assert step <= (g.max() - g.min()) / (SHADING_CELL / 2) + 1e-5
+    with pytest.raises(ValueError, match="needs warp=True"):
+        from mlc_keras.models.generator import Generator
+        Generator(resolution=16, num_classes=2, shading=True)
+
+
+def test_composite_shades_the_sharp_crop_and_counts_it_as_changed(tmp_path):
+    from mlc_keras.models.generator import GAIN_LIMIT, shade
+
+    config = make_config(g_warp=True, g_shading=True, **TINY)
+    generator = build_generator(config).build_for_inputs()
+    set_head(generator, keep_logit=30.0)
+    _set_gain(generator, [0.2, 0.2, 0.2])
+    crops, ids = images(64), tf.constant([1, 0], tf.int32)
+    out, change = composite_lib.composite(generator, crops, tf.one_hot(ids, 2), detail=0)
+    gain = GAIN_LIMIT * np.tanh(0.2)  # about 0.1: past composite.SHADED_GAIN
+    np.testing.assert_allclose(out.numpy(), shade(crops, gain).numpy(), atol=1e-5)
+    np.testing.assert_allclose(change.numpy(), 1.0, atol=1e-6)
+    zero, change0 = composite_lib.composite(generator, crops, tf.one_hot(ids, 2),
+                                            tf.constant([0.0, 0.0]), detail=0)
+    np.testing.assert_allclose(zero.numpy(), crops, atol=1e-6)
+    assert float(tf.reduce_max(change0)) < 1e-6
+    served = tf.saved_model.load(export.export_generator(
+        generator, config, str(tmp_path), "mlc", 1)["saved_model"]).signatures["composite"](
+            images=tf.constant(crops), expressions=ids)
+    live, _ = composite_lib.composite(generator, crops, tf.one_hot(ids, 2))
+    np.testing.assert_allclose(served["images"].numpy(), live.numpy(), atol=1e-5)
+
+
+def test_a_shading_head_continues_a_warp_generator_with_no_gain(tmp_path):
+    from mlc_keras.config import ConfigError
+
+    warped = build_generator(make_config(g_warp=True, **TINY)).build_for_inputs()
+    warped.flow_head.bias.assign([0.1, -0.2])
+    path = str(tmp_path / "warp.keras")
+    warped.save(path)
+    shaded = build_generator(make_config(g_warp=True, g_shading=True, **TINY)).build_for_inputs()
+    init_generator(shaded, path)
+    x, c = images(16), tf.one_hot([0, 1], 2)
+    for a, b in zip(warped((x, c)), shaded((x, c))):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    import keras
+    _set_gain(shaded, [0.3, 0.1, -0.1])
+    again_path = str(tmp_path / "shaded.keras")
+    shaded.save(again_path)
+    again = keras.saving.load_model(again_path, compile=False)
+    assert again.shading
+    np.testing.assert_allclose(again((x, c))[0].numpy(), shaded((x, c))[0].numpy(), atol=1e-6)
+    with pytest.raises(ConfigError, match="--g_shading needs --g_warp"):
+        make_config(g_shading=True, **TINY)

@@ -24,7 +24,7 @@ expression intensity); the networks come through the generator object given.
 
 import tensorflow as tf
 
-from mlc_keras.models.generator import scale_change, warp_blend
+from mlc_keras.models.generator import scale_change, shade, warp_blend
 from mlc_keras.models.layers import warp_images_cubic
 
 # ``detail``'s default: the gate exp(-|colour - crop's R-pass| / detail), the
@@ -38,6 +38,9 @@ DEFAULT_DETAIL = 0.15
 # a paste through ``change`` takes the moved pixels, and keeps the photo's own
 # bytes only where nothing moves and the mask keeps the source.
 MOVED_PX = 0.5
+# Likewise a pixel the shading head's log-gain changes by this much or more
+# (about 2 %, 2-5 levels of 8 bits on skin).
+SHADED_GAIN = 0.02
 
 # A 3x3 binomial filter: feathers the mask at R before it is upsampled, so its
 # edges are soft at any S.
@@ -121,7 +124,7 @@ def composite(generator, crops, condition, intensity=None, detail=DEFAULT_DETAIL
         up = tf.clip_by_value(tf.image.resize(out, size, method="bicubic"), -1.0, 1.0)
         return scale_change(crops, up, intensity), tf.ones_like(up[..., :1]) * tf.minimum(
             strength, 1.0)
-    colour, keep, flow = generator.final_maps_and_flow((small, condition))
+    colour, keep, flow, gain = generator.final_maps_flow_and_gain((small, condition))
     keep = tf.clip_by_value(tf.image.resize(_feather(keep), size, method="bilinear"), 0.0, 1.0)
     colour = tf.image.resize(colour, size, method="bicubic")
     if flow is not None:  # warp head: the sharp crop itself is moved along the flow
@@ -130,6 +133,9 @@ def composite(generator, crops, condition, intensity=None, detail=DEFAULT_DETAIL
         flow = tf.image.resize(flow, size, method="bilinear") * strength
         # bicubic: a bilinear sub-pixel shift blurs the whole moved region
         moved = tf.clip_by_value(warp_images_cubic(crops, flow), -1.0, 1.0)
+        if gain is not None:  # the smooth shading, on the moved sharp crop
+            gain = tf.image.resize(gain, size, method="bilinear") * strength
+            moved = shade(moved, gain)
         if detail:
             moved_small = tf.image.resize(moved, [r, r], method="area", antialias=True)
             colour = fine_detail(colour, moved, moved_small, detail)
@@ -138,6 +144,9 @@ def composite(generator, crops, condition, intensity=None, detail=DEFAULT_DETAIL
         # the moved pixels are the model's too (flow in fractions of the size)
         shift_px = tf.norm(flow * tf.cast(size, tf.float32), axis=-1, keepdims=True)
         moved_share = tf.clip_by_value(shift_px / MOVED_PX, 0.0, 1.0)
+        if gain is not None:  # so are the pixels the gain lights or darkens
+            lit = tf.reduce_max(tf.abs(gain), axis=-1, keepdims=True)
+            moved_share = tf.maximum(moved_share, tf.clip_by_value(lit / SHADED_GAIN, 0.0, 1.0))
         return out, 1.0 - keep * (1.0 - moved_share)
     if detail:
         colour = fine_detail(colour, crops, small, detail)

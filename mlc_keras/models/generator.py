@@ -35,6 +35,15 @@ starts at zero (no motion), so a trained attention generator can be
 continued with it (``--init_generator``). The coarser levels keep the plain
 attention head.
 
+Shading head (``shading=True``, with a warp head): the final level also
+predicts a smooth log-gain per colour channel (on a grid of cells
+``SHADING_CELL`` px wide, interpolated bilinearly, at most ``GAIN_LIMIT``
+in size), and the moved input is multiplied by it before the blend:
+``output = A * shade(warp(x, flow), gain) + (1 - A) * C``. It darkens a fold
+or lights a cheek on the photo's own pixels, where the colour map would
+redraw them. It starts at zero (no gain), so a warp generator can be
+continued with it.
+
 Expression conditioning (``conditioning``):
   input              c tiled onto the input channels (StarGAN).
   input_and_decoder  also tiled onto the input of every decoder block.
@@ -73,11 +82,23 @@ def scale_change(source, output, intensity):
     return ops.clip(source + intensity * (ops.cast(output, "float32") - source), -1.0, 1.0)
 
 
-def warp_blend(image, colour, keep, flow=None, intensity=None):
-    """The warp head's output: ``keep * warp(image, flow) + (1 - keep) * colour``
-    (a plain attention blend when ``flow`` is None).
+GAIN_LIMIT = 0.5  # the shading head's log-gain: a factor of 0.61-1.65 at most
+SHADING_CELL = 8  # px of the model's resolution per cell of the shading grid
 
-    With ``intensity`` s, the flow is scaled by s and the changed share by s
+
+def shade(image, gain):
+    """``image`` in [-1, 1] with its [0, 1] intensities multiplied by
+    exp(``gain``) (a log-gain per channel, broadcast), clipped to [-1, 1]."""
+    lit = (ops.cast(image, "float32") + 1.0) * ops.exp(ops.cast(gain, "float32")) - 1.0
+    return ops.clip(lit, -1.0, 1.0)
+
+
+def warp_blend(image, colour, keep, flow=None, intensity=None, gain=None):
+    """The warp head's output: ``keep * shade(warp(image, flow), gain) +
+    (1 - keep) * colour`` (a plain attention blend when ``flow`` and ``gain``
+    are None).
+
+    With ``intensity`` s, the flow and the gain are scaled by s and the changed share by s
     (``keep_s = clip(1 - s (1 - keep), 0, 1)``): 0 returns the image exactly,
     1 the full edit, and in between the mouth moves part of the way instead of
     cross-fading two mouths.
@@ -85,7 +106,7 @@ def warp_blend(image, colour, keep, flow=None, intensity=None):
     Args:
       image: [B, H, W, 3] in [-1, 1]; colour: [B, H, W, 3]; keep: [B, H, W, 1]
         in [0, 1]; flow: [B, H, W, 2] (fractions of the size) or None, all at
-        H x W.
+        H x W; gain: [B, H, W, 3] log-gain or None.
       intensity: optional [B] float.
 
     Returns:
@@ -94,8 +115,11 @@ def warp_blend(image, colour, keep, flow=None, intensity=None):
     if intensity is not None:
         s = ops.reshape(ops.cast(intensity, "float32"), (-1, 1, 1, 1))
         flow = None if flow is None else flow * s
+        gain = None if gain is None else gain * s
         keep = ops.clip(1.0 - s * (1.0 - keep), 0.0, 1.0)
     moved = image if flow is None else warp_images(image, flow)
+    if gain is not None:
+        moved = shade(moved, gain)
     out = keep * moved + (1.0 - keep) * ops.cast(colour, "float32")
     return ops.clip(out, -1.0, 1.0), keep
 
@@ -122,7 +146,7 @@ class Generator(keras.Model):
     def __init__(self, resolution=128, num_classes=7, base_channels=64, downsamples=2,
                  res_blocks=6, norm="instance", skips=True, conditioning="film",
                  output="attention", max_channels=512, expressions=None, warp=False,
-                 max_flow=0.08, **kwargs):
+                 max_flow=0.08, shading=False, **kwargs):
         super().__init__(**kwargs)
         validate_generator_shape(resolution, downsamples)
         if conditioning not in CONDITIONINGS:
@@ -144,7 +168,10 @@ class Generator(keras.Model):
         if not 0.0 < float(max_flow) <= 0.5:
             raise ValueError(f"max_flow {max_flow}: expected a fraction of the image size in "
                              "(0, 0.5]")
+        if shading and not warp:
+            raise ValueError("shading=True needs warp=True (the gain lights the moved input)")
         self.warp = bool(warp)
+        self.shading = bool(shading)
         self.max_flow = float(max_flow)
         # Class names in id order (metadata for users of a saved model).
         self.expressions = tuple(expressions) if expressions else None
@@ -177,6 +204,9 @@ class Generator(keras.Model):
         # zero kernel and bias: a new flow head starts with no motion
         self.flow_head = (layers.Conv2D(2, 3, padding="same", kernel_initializer="zeros",
                                         name=f"to_flow_{resolution}") if self.warp else None)
+        # likewise a new shading head starts with no gain
+        self.gain_head = (layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros",
+                                        name=f"to_gain_{resolution}") if self.shading else None)
 
     def _head(self, index, features, training=None):
         """The raw output of the image head at level ``index`` (the final 7x7
@@ -199,13 +229,26 @@ class Generator(keras.Model):
             flow = self.max_flow * ops.tanh(raw)
         return colour, keep, flow
 
+    def _final_gain(self, features):
+        """The shading head's smooth log-gain [B, R, R, 3], or None: the head's
+        output averaged over cells of ``SHADING_CELL`` px, interpolated back
+        bilinearly, bounded by ``GAIN_LIMIT``."""
+        if not self.shading:
+            return None
+        raw = ops.cast(self.gain_head(features), "float32")
+        cell = min(SHADING_CELL, self.resolution)
+        coarse = ops.average_pool(raw, cell, strides=cell, padding="valid")
+        smooth = ops.image.resize(coarse, (self.resolution, self.resolution),
+                                  interpolation="bilinear")
+        return GAIN_LIMIT * ops.tanh(smooth)
+
     def _final_image(self, features, image, training=None, intensity=None):
         """The final level's image; ``intensity`` only for a warp head (it
-        scales the flow and the changed share, ``warp_blend``)."""
+        scales the flow, the gain and the changed share, ``warp_blend``)."""
         if not self.warp:
             return self._to_image(0, features, image, training)
         colour, keep, flow = self._final_maps(features, training)
-        return warp_blend(image, colour, keep, flow, intensity)[0]
+        return warp_blend(image, colour, keep, flow, intensity, self._final_gain(features))[0]
 
     def _to_image(self, index, features, image, training=None):
         if self.output_kind == "direct":
@@ -274,7 +317,7 @@ class Generator(keras.Model):
         image = ops.cast(image, "float32")
         coarser, features = self._decode(image, condition, training)
         colour, keep, flow = self._final_maps(features, training)
-        final = warp_blend(image, colour, keep, flow)[0]
+        final = warp_blend(image, colour, keep, flow, gain=self._final_gain(features))[0]
         return (final,) + tuple(reversed(coarser)), colour, keep, flow
 
     def final_maps(self, inputs):
@@ -286,11 +329,16 @@ class Generator(keras.Model):
     def final_maps_and_flow(self, inputs):
         """``final_maps`` plus the warp head's flow [B, R, R, 2] (dy, dx in
         fractions of the size; None without a warp head)."""
+        return self.final_maps_flow_and_gain(inputs)[:3]
+
+    def final_maps_flow_and_gain(self, inputs):
+        """``final_maps_and_flow`` plus the shading head's log-gain [B, R, R, 3]
+        (None without one), from one forward pass."""
         if self.output_kind != "attention":
             raise ValueError("final_maps needs a generator with attention heads (output='attention')")
         image, condition = inputs
         _, features = self._decode(image, condition, training=False)
-        return self._final_maps(features, training=False)
+        return self._final_maps(features, training=False) + (self._final_gain(features),)
 
     def get_config(self):
         cfg = super().get_config()
@@ -299,6 +347,7 @@ class Generator(keras.Model):
                    res_blocks=self.res_blocks, norm=self.norm, skips=self.skips,
                    conditioning=self.conditioning, output=self.output_kind,
                    max_channels=self.max_channels, warp=self.warp, max_flow=self.max_flow,
+                   shading=self.shading,
                    expressions=list(self.expressions) if self.expressions else None)
         return cfg
 

@@ -45,6 +45,7 @@ def build_generator(config):
         res_blocks=config.g_res_blocks, norm=config.g_norm, skips=config.g_skips,
         conditioning=config.g_conditioning, output=config.g_output,
         expressions=config.expressions, warp=config.g_warp, max_flow=config.max_flow,
+        shading=config.g_shading,
         name="generator")
 
 

@@ -99,8 +99,8 @@ def dry_run(config, stream=None):
 
 def init_generator(generator, path):
     """Copies the weights of the .keras generator at ``path`` into ``generator``
-    (same architecture, checked weight by weight; a warp head that the source
-    lacks keeps its zero start)."""
+    (same architecture, checked weight by weight; a warp or shading head that
+    the source lacks keeps its zero start)."""
     import keras
 
     if not os.path.isfile(path):
@@ -116,6 +116,10 @@ def init_generator(generator, path):
     flow = getattr(generator, "flow_head", None)
     new = {id(w) for w in flow.weights} if flow is not None and not getattr(
         source, "warp", False) else set()
+    # so is a shading head (--g_shading): it starts with no gain
+    gain = getattr(generator, "gain_head", None)
+    if gain is not None and not getattr(source, "shading", False):
+        new |= {id(w) for w in gain.weights}
     ours = [w for w in generator.weights if id(w) not in new]
     shapes = lambda ws: [tuple(w.shape) for w in ws]  # noqa: E731
     if shapes(theirs) != shapes(ours):

@@ -164,10 +164,10 @@ def test_full_photo_evaluation_judges_the_template_editor(aligner, tmp_path):
     folder = london_dir()
     neutral, smiling = london.scan_london(folder)
     paired = sorted(set(neutral) & set(smiling))
-    fit_on, judged = paired[:6], paired[6:9]
+    fit_on, judged = paired[:4], paired[4:6]
     template = template_smile.fit_template(template_smile.london_pairs(folder, fit_on, aligner),
                                            closed_only=False)
-    assert len(template.subjects) >= 4
+    assert len(template.subjects) >= 3
     out = tmp_path / "template"
     results = photos.evaluate_photos(
         "template smile", folder, judged, str(out), generator_subjects=fit_on, crop=64, cell=48,
@@ -176,7 +176,7 @@ def test_full_photo_evaluation_judges_the_template_editor(aligner, tmp_path):
     assert results["model"] == "template smile"
     assert json.loads((out / "photos.json").read_text()) == results
     used = results["subjects"]
-    assert len(used) >= 2 and results["sharpness"]["n"] == len(used)
+    assert len(used) >= 1 and results["sharpness"]["n"] == len(used)
     # the photo's own pixels outside the lower face: sharp, and the same person
     assert results["sharpness"]["mean"] > 0.7
     assert 0 < results["identity"]["generated_vs_source_mean"] < 0.4

@@ -124,7 +124,10 @@ def composite(generator, crops, condition, intensity=None, detail=DEFAULT_DETAIL
         up = tf.clip_by_value(tf.image.resize(out, size, method="bicubic"), -1.0, 1.0)
         return scale_change(crops, up, intensity), tf.ones_like(up[..., :1]) * tf.minimum(
             strength, 1.0)
-    colour, keep, flow, gain = generator.final_maps_flow_and_gain((small, condition))
+    if hasattr(generator, "final_maps_flow_and_gain"):
+        colour, keep, flow, gain = generator.final_maps_flow_and_gain((small, condition))
+    else:  # a generator (or test double) without a shading head's protocol
+        (colour, keep, flow), gain = generator.final_maps_and_flow((small, condition)), None
     keep = tf.clip_by_value(tf.image.resize(_feather(keep), size, method="bilinear"), 0.0, 1.0)
     colour = tf.image.resize(colour, size, method="bicubic")
     if flow is not None:  # warp head: the sharp crop itself is moved along the flow

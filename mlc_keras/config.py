@@ -156,6 +156,10 @@ _SPEC = (
                          "+-0.5) that multiplies the moved input: shading of cheeks and folds "
                          "on the photo's own pixels, not redrawn by the colour map (ours). "
                          "Starts at zero, so --init_generator may name a generator without it."),
+    ("motion_box", "", "--g_warp: x0,y0,x1,y1 fractions of the aligned face outside which the "
+                       "flow and the --g_shading gain fade to exactly 0 (a 0.06 soft edge), so "
+                       "only the mouth and cheeks move; empty: the whole face (ours). "
+                       "E.g. 0.22,0.52,0.78,0.9."),
     ("d_channels", 64, "Discriminator and critic width. (peer: pix2pix 64)"),
     ("d_downsamples", 3, "PatchGAN stride-2 layers of the main discriminator. (peer: pix2pix 70x70)"),
     ("d_condition", "both", "What D and the photo critics see besides the image: none, source, "
@@ -422,7 +426,8 @@ def validate(config):
                  "mask_binary_weight", "g_warp"):
         if getattr(c, name) and c.g_output != "attention":
             raise ConfigError(f"--{name} needs --g_output=attention (an attention head to train)")
-    for name in ("flow_smooth_weight", "warp_l1_weight", "flow_target_weight", "g_shading"):
+    for name in ("flow_smooth_weight", "warp_l1_weight", "flow_target_weight", "g_shading",
+                 "motion_box"):
         if getattr(c, name) and not c.g_warp:
             raise ConfigError(f"--{name} needs --g_warp (a flow field to train)")
     if c.flow_target_weight and c.dataset == "tfrecord":
@@ -432,6 +437,8 @@ def validate(config):
         raise ConfigError(f"--max_flow={c.max_flow}: must be a fraction of the image size in "
                           "(0, 0.5]")
     box = mouth_box_fractions(c.mouth_box)
+    if c.motion_box:
+        mouth_box_fractions(c.motion_box, "motion_box")
     if c.mouth_critic_weight and c.model != "mlc":
         raise ConfigError("--mouth_critic_weight: only --model=mlc trains critic networks")
     if c.mouth_critic_weight or c.mouth_l1_scale != 1.0:
@@ -528,15 +535,16 @@ def validate(config):
     return c
 
 
-def mouth_box_fractions(text):
+def mouth_box_fractions(text, flag="mouth_box"):
     """'x0,y0,x1,y1' (fractions of the aligned image) -> a tuple of 4 floats,
-    0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1; ConfigError otherwise."""
+    0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1; ConfigError (naming --``flag``)
+    otherwise."""
     try:
         box = tuple(float(v) for v in str(text).split(","))
     except ValueError:
         box = ()
     if len(box) != 4 or not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
-        raise ConfigError(f"--mouth_box={text}: expected x0,y0,x1,y1 fractions of the image with "
+        raise ConfigError(f"--{flag}={text}: expected x0,y0,x1,y1 fractions of the image with "
                           "0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, e.g. 0.25,0.5,0.75,1.0")
     return box
 

@@ -44,6 +44,12 @@ or lights a cheek on the photo's own pixels, where the colour map would
 redraw them. It starts at zero (no gain), so a warp generator can be
 continued with it.
 
+Motion box (``motion_box=(x0, y0, x1, y1)``, fractions of the aligned face,
+with a warp head): the flow and the gain are faded to exactly 0 outside the
+box (a smoothstep ``MOTION_FEATHER`` wide at each edge), so brows, eyes and
+the jaw's outline keep the photo's own pixels and only the mouth and cheeks
+move.
+
 Expression conditioning (``conditioning``):
   input              c tiled onto the input channels (StarGAN).
   input_and_decoder  also tiled onto the input of every decoder block.
@@ -84,6 +90,22 @@ def scale_change(source, output, intensity):
 
 GAIN_LIMIT = 0.5  # the shading head's log-gain: a factor of 0.61-1.65 at most
 SHADING_CELL = 8  # px of the model's resolution per cell of the shading grid
+MOTION_FEATHER = 0.06  # the motion box's soft edge, a fraction of the image
+
+
+def _smoothstep(t):
+    t = ops.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def box_weight(box, size, feather=MOTION_FEATHER):
+    """[1, size, size, 1] in [0, 1]: 1 inside ``box`` (x0, y0, x1, y1 as
+    fractions), 0 past its edges by more than feather / 2, smooth between."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    c = (ops.arange(size, dtype="float32") + 0.5) / float(size)
+    wy = _smoothstep((c - y0) / feather + 0.5) * _smoothstep((y1 - c) / feather + 0.5)
+    wx = _smoothstep((c - x0) / feather + 0.5) * _smoothstep((x1 - c) / feather + 0.5)
+    return (wy[:, None] * wx[None, :])[None, :, :, None]
 
 
 def shade(image, gain):
@@ -146,7 +168,7 @@ class Generator(keras.Model):
     def __init__(self, resolution=128, num_classes=7, base_channels=64, downsamples=2,
                  res_blocks=6, norm="instance", skips=True, conditioning="film",
                  output="attention", max_channels=512, expressions=None, warp=False,
-                 max_flow=0.08, shading=False, **kwargs):
+                 max_flow=0.08, shading=False, motion_box=None, **kwargs):
         super().__init__(**kwargs)
         validate_generator_shape(resolution, downsamples)
         if conditioning not in CONDITIONINGS:
@@ -170,6 +192,14 @@ class Generator(keras.Model):
                              "(0, 0.5]")
         if shading and not warp:
             raise ValueError("shading=True needs warp=True (the gain lights the moved input)")
+        if motion_box is not None:
+            motion_box = tuple(float(v) for v in motion_box)
+            if not warp:
+                raise ValueError("motion_box needs warp=True (it bounds the flow)")
+            if len(motion_box) != 4 or not (0 <= motion_box[0] < motion_box[2] <= 1
+                                            and 0 <= motion_box[1] < motion_box[3] <= 1):
+                raise ValueError(f"motion_box {motion_box}: expected x0, y0, x1, y1 fractions")
+        self.motion_box = motion_box
         self.warp = bool(warp)
         self.shading = bool(shading)
         self.max_flow = float(max_flow)
@@ -227,6 +257,8 @@ class Generator(keras.Model):
         if self.warp:
             raw = ops.cast(self.flow_head(features), "float32")
             flow = self.max_flow * ops.tanh(raw)
+            if self.motion_box is not None:
+                flow = flow * box_weight(self.motion_box, self.resolution)
         return colour, keep, flow
 
     def _final_gain(self, features):
@@ -240,7 +272,10 @@ class Generator(keras.Model):
         coarse = ops.average_pool(raw, cell, strides=cell, padding="valid")
         smooth = ops.image.resize(coarse, (self.resolution, self.resolution),
                                   interpolation="bilinear")
-        return GAIN_LIMIT * ops.tanh(smooth)
+        gain = GAIN_LIMIT * ops.tanh(smooth)
+        if self.motion_box is not None:
+            gain = gain * box_weight(self.motion_box, self.resolution)
+        return gain
 
     def _final_image(self, features, image, training=None, intensity=None):
         """The final level's image; ``intensity`` only for a warp head (it
@@ -348,6 +383,7 @@ class Generator(keras.Model):
                    conditioning=self.conditioning, output=self.output_kind,
                    max_channels=self.max_channels, warp=self.warp, max_flow=self.max_flow,
                    shading=self.shading,
+                   motion_box=list(self.motion_box) if self.motion_box else None,
                    expressions=list(self.expressions) if self.expressions else None)
         return cfg
 

@@ -46,6 +46,7 @@ def build_generator(config):
         conditioning=config.g_conditioning, output=config.g_output,
         expressions=config.expressions, warp=config.g_warp, max_flow=config.max_flow,
         shading=config.g_shading,
+        motion_box=mouth_box_fractions(config.motion_box, "motion_box") if config.motion_box else None,
         name="generator")
 
 

@@ -18,7 +18,6 @@ subjects it came from; the shading field is not written).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -47,6 +46,7 @@ def main(argv=None):
     from mlc_keras.data.sources import london
     from mlc_keras.errors import UserError
     from mlc_keras.evaluation import photos, template_smile
+    from mlc_keras.images import write_json_atomic
 
     try:
         subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
@@ -72,11 +72,11 @@ def main(argv=None):
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    with open(os.path.join(args.output, "template.json"), "w") as f:
-        json.dump({"subjects": list(template.subjects), "closed_only": template.closed_only,
-                   "scale": args.scale, "shading_sigma": args.shading_sigma,
-                   "gain_scale": args.gain_scale, "fit_seconds": round(fitted, 1),
-                   "motion": template.motion.round(5).tolist()}, f, indent=1)
+    write_json_atomic(os.path.join(args.output, "template.json"),
+                      {"subjects": list(template.subjects), "closed_only": template.closed_only,
+                       "scale": args.scale, "shading_sigma": args.shading_sigma,
+                       "gain_scale": args.gain_scale, "fit_seconds": round(fitted, 1),
+                       "motion": template.motion.round(5).tolist()}, indent=1, sort_keys=False)
     print(photos.console_summary(results))
     return 0
 

@@ -368,7 +368,8 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
     data, skipped = _collect(model, photos_dir, subjects, int(crop), int(cell), aligner,
                              float(intensity), editor)
     used = data["subjects"]
-    results = {"model": str(model) if editor is not None else model.source, "photos_dir": os.path.abspath(photos_dir),
+    results = {"model": str(model) if editor is not None else model.source,
+               "photos_dir": os.path.abspath(photos_dir),
                "subjects": used, "skipped": skipped, "crop": int(crop),
                "intensity": float(intensity), "fine_detail": detail,
                "generator_subjects_known": generator_subjects is not None}

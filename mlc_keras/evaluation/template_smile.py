@@ -172,19 +172,20 @@ def fit_template(pairs, closed_only=True, sigma=0.0, size=256):
              if not closed_only or mouth_openness(np.asarray(p[4])[None])[0] < CLOSED_OPENNESS]
     if not pairs:
         raise ValueError("no smile to average" + (" with the lips closed" if closed_only else ""))
-    neutral = np.stack([register.transform_points(canonical_matrix(p[2]), p[2]) for p in pairs])
-    smile = np.stack([register.transform_points(canonical_matrix(p[2]), p[4]) for p in pairs])
+    to_canon = [canonical_matrix(p[2]) for p in pairs]  # each pair's eye frame, once
+    neutral = np.stack([register.transform_points(m, p[2]) for m, p in zip(to_canon, pairs)])
+    smile = np.stack([register.transform_points(m, p[4]) for m, p in zip(to_canon, pairs)])
     template = SmileTemplate(neutral.mean(0), (smile - neutral).mean(0), None, int(size),
                              float(sigma), tuple(p[0] for p in pairs), bool(closed_only))
     if sigma > 0:
         mean_smile = _frame_points(template.mean_shape + template.motion, size)
         gains = []
-        for _, n_photo, n_points, s_photo, s_points in pairs:
+        for (_, n_photo, n_points, s_photo, s_points), canon in zip(pairs, to_canon):
             n_points, s_points = np.asarray(n_points, np.float64), np.asarray(s_points, np.float64)
             weight = lower_face_weight(n_points, n_photo.shape)
             moved = register.local_warp(np.asarray(n_photo, np.float64), n_points, s_points, weight)
             gain = _log_gain(s_photo, moved, sigma * eye_distance(n_points))
-            to_frame = _frame_matrix(size) @ canonical_matrix(n_points)
+            to_frame = _frame_matrix(size) @ canon
             in_frame = _affine_resample(gain, to_frame, (size, size))
             gains.append(register.tps_warp(in_frame, register.transform_points(to_frame, s_points),
                                            mean_smile, smoothing=SMOOTHING))

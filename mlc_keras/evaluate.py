@@ -22,7 +22,11 @@ FLAGS_SPEC = (
     ("seed", 0, "Seed of the classifiers, the subject halves and the KID subsets."),
     ("two_sample_arch", "small", "Real-vs-generated classifier.", ("alexnet", "small")),
     ("two_sample_epochs", 15, "Training epochs of the real-vs-generated classifier."),
-    ("photos_dir", "", "London-layout folder: also evaluate neutral -> happy on photos."),
+    ("photos_dir", "", "London-layout folder: also evaluate on photos (neutral -> happy; "
+                            "--photo_direction)."),
+    ("photo_direction", "neutral_to_happy", "Photos: which London photo is the source and which "
+                                            "the real target.",
+     ("neutral_to_happy", "happy_to_neutral")),
     ("photo_subjects", (), "Subjects of --photos_dir (default the run's test subjects)."),
     ("model", "", "Model for --photos_dir without a run (needs --photo_subjects)."),
     ("photo_judge", "features", "Photos' expression judge: features (dlib descriptor + "
@@ -55,7 +59,7 @@ def main(argv):
             kid_subsets=f.kid_subsets, kid_subset_size=f.kid_subset_size, **common)))
     if f.photos_dir or f.model:
         common.update(classifier=f.photo_judge, external_judge=f.external_judge,
-                      detail=f.fine_detail)
+                      detail=f.fine_detail, direction=f.photo_direction)
         print(photos.console_summary(photos.evaluate_photos_for(
             f.workdir, f.model, f.photos_dir, f.photo_subjects, f.output, **common)))
     return 0

@@ -181,3 +181,58 @@ def test_a_named_external_judge_file_that_is_missing_fails_before_any_work(tmp_p
         photos.evaluate_photos("no-model-needed", str(tmp_path), ["001"], str(tmp_path / "out"),
                                external_judge=absent)
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_happy_to_neutral_swaps_the_source_and_the_real_target(aligner, tmp_path):
+    """--photo_direction=happy_to_neutral: the smiling photo is the source,
+    the neutral photo the real target, and the judge counts neutral. An edit
+    that returns the source unchanged shows it: sharpness exactly 1, the
+    external judge's change share 0, the source's lips more apart than the
+    real (neutral) target's."""
+    from mlc_keras.data import align
+    from mlc_keras.data.sources import london
+
+    folder = london_dir()
+    subjects = paired_subjects(folder, 4)
+    _, smiling = london.scan_london(folder)
+    seen = []
+
+    def unchanged(path):
+        seen.append(path)
+        photo = align.load_image(path)
+        return photo, aligner.detect_largest(photo, path), photo.copy()
+
+    out = tmp_path / "reverse"
+    results = photos.evaluate_photos(
+        "unchanged", folder, subjects, str(out), crop=64, cell=CELL, classifier="small",
+        classifier_epochs=1, two_sample_epochs=1, aligner=aligner, editor=unchanged,
+        direction="happy_to_neutral")
+    used = results["subjects"]
+    assert results["direction"] == "happy_to_neutral"
+    assert sorted(seen) == sorted(smiling[s] for s in subjects)
+    assert results["sharpness"]["mean"] == pytest.approx(1.0)
+    j = results["judge"]
+    assert j["target"] == "neutral" and "happy_rate" not in j
+    assert j["neutral_rate"]["target_class"] == 0 and j["neutral_rate"]["n_real"] == len(used)
+    keys = [x["key"] for x in results["targets"]]
+    assert keys[-1] == "neutral_rate_ratio" and keys[:3] == [k for k, *_ in photos.PHOTO_TARGETS[:3]]
+    assert results["targets"][-1]["value"] == j["neutral_rate"]["ratio"]
+    lips = results["mouth_open"]
+    assert lips["source"]["mean"] > lips["real"]["mean"]  # smiles (some with teeth) vs neutral
+    ext = results["external_judge"]
+    if ext["available"]:
+        assert ext["change_share"] == pytest.approx(0.0, abs=1e-6)
+        assert "of the real change" in photos.external_line(results)
+    summary = photos.console_summary(results)
+    assert summary.startswith("full photos (happy -> neutral):")
+    assert "neutral-rate ratio generated / real" in summary
+    assert "source (happy) | generated (neutral, pasted) | real target (neutral)" in (
+        out / "contact_sheet.png.txt").read_text()
+    assert "# Full-photo evaluation (happy -> neutral)" in (out / "photos.md").read_text()
+
+
+def test_an_unknown_direction_is_refused_before_any_work(tmp_path):
+    with pytest.raises(photos.PhotoEvaluationError, match="--photo_direction=sideways: must be one"):
+        photos.evaluate_photos("no-model-needed", str(tmp_path), ["001"], str(tmp_path / "out"),
+                               direction="sideways")
+    assert not os.path.exists(tmp_path / "out")

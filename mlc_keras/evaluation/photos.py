@@ -1,4 +1,4 @@
-"""Full-photo neutral -> happy evaluation (imports images, errors, data/, inference/, evaluation/*).
+"""Full-photo neutral -> happy (or happy -> neutral) evaluation (imports images, errors, data/, inference/, evaluation/*).
 
 ``evaluate_photos(model, photos_dir, subjects, output, ...) -> dict``, behind
 ``python -m mlc_keras.evaluate --photos_dir=DIR`` (with ``--workdir=RUN``:
@@ -6,7 +6,10 @@ the run's model and held-out subjects; with ``--model=PATH``: any model
 ``load_model_for_synthesis`` takes, and ``--photo_subjects`` is required).
 
 For each subject, ``synthesize_photo(model, neutral photo, ["happy"],
-paste_back=True)`` makes the pasted photo at the photo's own resolution; then
+paste_back=True)`` makes the pasted photo at the photo's own resolution
+(``direction="happy_to_neutral"``: the smiling photo toward ``["neutral"]``,
+judged against the real neutral photo; every figure below swaps its two
+expressions); then
 
   sharpness     ``realism.sharpness_ratio`` inside the source photo's detected
                 face box, pasted photo vs source photo, at full resolution.
@@ -30,7 +33,8 @@ paste_back=True)`` makes the pasted photo at the photo's own resolution; then
                 generated and real: London smiles with teeth are apart, a
                 generated pale band where teeth would be is not.
   targets       sharpness ratio >= 0.8, identity distance <= 0.25, two-sample
-                accuracy <= 0.70, happy-rate ratio >= 0.9: "met" / "not met".
+                accuracy <= 0.70, happy-rate ratio >= 0.9 (happy -> neutral:
+                the neutral-rate ratio): "met" / "not met".
 
 Written to ``output``: photos.json, photos.md and contact_sheet.png (source |
 generated | real target, one row per subject, ``cell`` px per cell) with
@@ -49,7 +53,7 @@ from mlc_keras.errors import UserError
 from mlc_keras.evaluation.report import _fmt, clean, two_sample_cell, verification_cell
 from mlc_keras.images import clip_crop, read_json, write_json_atomic, write_png_atomic, write_text_atomic
 
-__all__ = ["PHOTO_TARGETS", "PhotoEvaluationError", "console_summary", "evaluate_photos",
+__all__ = ["DIRECTIONS", "PHOTO_TARGETS", "PhotoEvaluationError", "console_summary", "evaluate_photos",
            "evaluate_photos_for", "mouth_tile", "render_markdown"]
 
 # (key, label, comparison, threshold)
@@ -60,6 +64,22 @@ PHOTO_TARGETS = (
     ("happy_rate_ratio", "happy-rate ratio generated / real", ">=", 0.9),
 )
 SHEET = "contact_sheet.png"
+# direction -> (source expression, target expression); the London folders hold both
+DIRECTIONS = {"neutral_to_happy": ("neutral", "happy"), "happy_to_neutral": ("happy", "neutral")}
+CLASSES = ("neutral", "happy")  # the judge's class ids
+
+
+def direction_pair(direction):
+    """(source, target) expression of ``direction``; a clear error otherwise."""
+    if direction not in DIRECTIONS:
+        raise PhotoEvaluationError(f"--photo_direction={direction}: must be one of "
+                                   + ", ".join(DIRECTIONS))
+    return DIRECTIONS[direction]
+
+
+def _arrow(results):
+    src, dst = DIRECTIONS[results.get("direction", "neutral_to_happy")]
+    return f"{src} -> {dst}"
 
 
 class PhotoEvaluationError(UserError, ValueError):
@@ -142,16 +162,20 @@ def _check_output(output):
     return sheet
 
 
-def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0, editor=None):
+def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0, editor=None,
+             direction="neutral_to_happy"):
     """Per subject: full-resolution face-box regions, aligned crops, sheet cells.
     ``editor``: None (the model through ``synthesize_photo``) or a callable
-    neutral photo path -> (photo, detected face, edited photo)."""
+    source photo path -> (photo, detected face, edited photo). ``direction``:
+    a key of ``DIRECTIONS`` (which photo is the source, which the real target)."""
     from mlc_keras.data import align
     from mlc_keras.data.sources import london
     from mlc_keras.evaluation.external_judge import face_patch
     from mlc_keras.inference.synthesize import synthesize_photo
 
     neutral, smiling = london.scan_london(photos_dir)
+    target_expression = direction_pair(direction)[1]
+    sources, targets = (neutral, smiling) if target_expression == "happy" else (smiling, neutral)
     missing = [s for s in subjects if s not in neutral or s not in smiling]
     if missing:
         raise PhotoEvaluationError(
@@ -164,14 +188,14 @@ def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0, ed
     for subject in subjects:
         try:
             if editor is None:
-                result = synthesize_photo(model, neutral[subject], ["happy"], paste_back=True,
-                                          aligner=aligner, intensity=intensity)
+                result = synthesize_photo(model, sources[subject], [target_expression],
+                                          paste_back=True, aligner=aligner, intensity=intensity)
                 face, photo = result.faces[0].face, result.photo
                 pasted = result.pasted(result.expressions[0])
             else:
-                photo, face, pasted = editor(neutral[subject])
-            target = align.load_image(smiling[subject])
-            real_face = aligner.detect_largest(target, smiling[subject])
+                photo, face, pasted = editor(sources[subject])
+            target = align.load_image(targets[subject])
+            real_face = aligner.detect_largest(target, targets[subject])
         except align.ImageError as e:  # includes NoFaceError
             skipped.append({"subject": subject, "reason": str(e)})
             continue
@@ -219,17 +243,20 @@ def _identity(src, gen, real):
 
 
 def _judge(src, gen, real, subjects, generator_subjects, classifier, classifier_epochs, seed,
-           classifier_width, classifier_lr):
-    """neutral (0) / happy (1) judge, 2-fold over the subjects."""
+           classifier_width, classifier_lr, target="happy"):
+    """neutral (0) / happy (1) judge, 2-fold over the subjects; the rate of
+    ``target`` among the generated faces beside the real targets, under the
+    key "<target>_rate"."""
     from mlc_keras.evaluation import realism
     from mlc_keras.evaluation.run import JUDGE_PROTOCOL, _unavailable, cross_fit_judge
 
-    judge = {"protocol": JUDGE_PROTOCOL, "classes": ["neutral", "happy"], "arch": classifier,
-             "epochs": int(classifier_epochs)}
+    judge = {"protocol": JUDGE_PROTOCOL, "classes": list(CLASSES), "arch": classifier,
+             "epochs": int(classifier_epochs), "target": target}
+    t = CLASSES.index(target)
     try:
         preds, judge["folds"] = cross_fit_judge(
             np.concatenate([np.stack(src), np.stack(real)]),
-            [0] * len(src) + [1] * len(real), list(subjects) * 2,
+            [1 - t] * len(src) + [t] * len(real), list(subjects) * 2,
             {"real": (np.stack(real), subjects), "generated": (np.stack(gen), subjects)},
             2, generator_subjects, classifier, classifier_epochs, seed, True, classifier_width,
             classifier_lr)
@@ -237,10 +264,10 @@ def _judge(src, gen, real, subjects, generator_subjects, classifier, classifier_
         raise
     except realism.RealismError as e:
         return {**judge, **_unavailable(e)}
-    rate = realism.expression_rate_ratio(preds["generated"], preds["real"], 1, paired=True,
+    rate = realism.expression_rate_ratio(preds["generated"], preds["real"], t, paired=True,
                                          seed=seed)
     errors = {"real_error": 1.0 - rate["real_rate"], "generated_error": 1.0 - rate["generated_rate"]}
-    judge.update(available=True, happy_rate=rate, **errors,
+    judge.update({f"{target}_rate": rate}, available=True, **errors,
                  suspect=realism.suspect_note(errors["generated_error"], errors["real_error"]))
     return judge
 
@@ -261,6 +288,11 @@ def _external(data, external_judge, seed):
         return {"available": False, "reason": str(e)}
     out = ext.compare(*(judge.happy_probabilities(np.stack(data[k]))
                         for k in ("fer_src", "fer_gen", "fer_real")), seed=seed)
+    # the share of the real change of mean p(happy), source -> real target,
+    # that the generated faces make (1: as far as the real photos; either direction)
+    change = out["real"]["mean_p_happy"] - out["source"]["mean_p_happy"]
+    out["change_share"] = ((out["generated"]["mean_p_happy"] - out["source"]["mean_p_happy"])
+                           / change if abs(change) > 1e-6 else None)
     return {"available": True, "sha256": judge.sha256, **out}
 
 
@@ -292,24 +324,29 @@ def mouth_line(results):
 
 
 def _targets(results):
+    target = DIRECTIONS[results.get("direction", "neutral_to_happy")][1]
+    rate = results["judge"].get(f"{target}_rate", {})
     figures = {
         "sharpness_ratio": results["sharpness"].get("mean"),
         "identity_distance": results["identity"].get("generated_vs_source_mean"),
         "two_sample_accuracy": results["two_sample"].get("accuracy"),
-        "happy_rate_ratio": results["judge"].get("happy_rate", {}).get("ratio"),
+        "happy_rate_ratio": rate.get("ratio"),
     }
     ts = results["two_sample"]
     intervals = {"two_sample_accuracy": [ts["ci_low"], ts["ci_high"]] if "ci_low" in ts else None,
-                 "happy_rate_ratio": results["judge"].get("happy_rate", {}).get("ratio_ci")}
+                 "happy_rate_ratio": rate.get("ratio_ci")}
     out = []
     for key, label, op, threshold in PHOTO_TARGETS:
+        if key == "happy_rate_ratio" and target != "happy":
+            key, label = f"{target}_rate_ratio", label.replace("happy", target)
+            figures[key], intervals[key] = figures["happy_rate_ratio"], intervals["happy_rate_ratio"]
         value = figures[key]
         known = value is not None and np.isfinite(value)
         met = known and (value >= threshold if op == ">=" else value <= threshold)
         out.append({"key": key, "label": label, "target": f"{op} {threshold:g}",
                     "value": value if known else None, "met": bool(met),
                     "ci": intervals.get(key),
-                    "note": results["judge"].get("suspect", "") if key == "happy_rate_ratio"
+                    "note": results["judge"].get("suspect", "") if key.endswith("_rate_ratio")
                     else ""})
     return out
 
@@ -318,7 +355,7 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
                     cell=256, classifier="features", classifier_epochs=30, classifier_width=None,
                     classifier_lr=None, two_sample_arch="small", two_sample_epochs=15, seed=0,
                     aligner=None, intensity=1.0, external_judge="auto", detail=None,
-                    editor=None):
+                    editor=None, direction="neutral_to_happy"):
     """Full-photo neutral -> happy evaluation (see the module docstring).
 
     Args:
@@ -345,6 +382,7 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
         ``align.Face``, edited photo), all uint8 at the photo's size, judged
         instead of a model (e.g. ``template_smile.photo_editor``); raises
         ``align.ImageError`` to skip a photo.
+      direction: "neutral_to_happy" or "happy_to_neutral" (``DIRECTIONS``).
 
     Returns:
       the results dict written to photos.json (nan as None).
@@ -356,6 +394,7 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
     from mlc_keras.inference.synthesize import make_grid
 
     sheet = _check_output(output)
+    source_expression, target_expression = direction_pair(direction)
     if external_judge not in ("auto", "off"):  # a named model file: fail before the work
         from mlc_keras.evaluation.external_judge import find_model
 
@@ -366,12 +405,12 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
     if editor is None and not isinstance(model, SynthesisModel):
         model = load_model_for_synthesis(model, detail)
     data, skipped = _collect(model, photos_dir, subjects, int(crop), int(cell), aligner,
-                             float(intensity), editor)
+                             float(intensity), editor, direction)
     used = data["subjects"]
     results = {"model": str(model) if editor is not None else model.source,
                "photos_dir": os.path.abspath(photos_dir),
                "subjects": used, "skipped": skipped, "crop": int(crop),
-               "intensity": float(intensity), "fine_detail": detail,
+               "intensity": float(intensity), "fine_detail": detail, "direction": direction,
                "generator_subjects_known": generator_subjects is not None}
     results["sharpness"] = realism.sharpness_ratio(data["gen_region"], data["src_region"])
     results["sharpness"]["where"] = "inside the source photo's detected face box, full resolution"
@@ -384,20 +423,20 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
         results["two_sample"] = _unavailable(e)
     results["judge"] = _judge(data["src"], data["gen"], data["real"], used, generator_subjects,
                               classifier, classifier_epochs, seed, classifier_width,
-                              classifier_lr)
+                              classifier_lr, target_expression)
     results["external_judge"] = _external(data, external_judge, seed)
     results["mouth_open"] = _mouth_open(data["lips"])
     results["targets"] = _targets(results)
     os.makedirs(output, exist_ok=True)
     write_png_atomic(sheet, make_grid(data["rows"]))
-    write_text_atomic(sheet + ".txt", "columns: source (neutral) | generated (happy, pasted) | "
-                      "real target (smiling)\nrows: " + ", ".join(used) + "\n\n"
+    columns = (f"source ({source_expression}) | generated ({target_expression}, pasted) | "
+               f"real target ({target_expression})")
+    write_text_atomic(sheet + ".txt", f"columns: {columns}\nrows: " + ", ".join(used) + "\n\n"
                       + LONDON_ATTRIBUTION + "\n")
     mouths = os.path.join(os.path.dirname(sheet), MOUTH_SHEET)
     write_png_atomic(mouths, make_grid(data["mouths"]))
     write_text_atomic(mouths + ".txt", "the mouths at the photos' own pixels, enlarged about 2x "
-                      "by nearest-neighbour (no added blur): source (neutral) | generated (happy, "
-                      "pasted) | real target (smiling)\nrows: " + ", ".join(used) + "\n\n"
+                      f"by nearest-neighbour (no added blur): {columns}\nrows: " + ", ".join(used) + "\n\n"
                       + LONDON_ATTRIBUTION + "\n")
     results = clean(results)
     results["paths"] = {"json": os.path.join(output, "photos.json"),
@@ -427,6 +466,12 @@ def external_line(results):
         return f" [95% CI {e[key][0]:.2f}, {e[key][1]:.2f}]" if e.get(key) else ""
 
     g, r, s = e["generated"], e["real"], e["source"]
+    if results.get("direction", "neutral_to_happy") != "neutral_to_happy":
+        return (f"external judge (FER2013, never trained here): mean p(happy) source (smiling) "
+                f"{s['mean_p_happy']:.3f} -> generated {g['mean_p_happy']:.3f}, real neutral "
+                f"{r['mean_p_happy']:.3f}: {_fmt(e.get('change_share'), 3)} of the real change; "
+                f"happy rate source {s['happy_rate']:.3f} -> generated {g['happy_rate']:.3f} "
+                f"(real neutral {r['happy_rate']:.3f})")
     return (f"external judge (FER2013, never trained here): happy rate generated "
             f"{g['happy_rate']:.3f} / real {r['happy_rate']:.3f} (source {s['happy_rate']:.3f}), "
             f"ratio {_fmt(e['rate_ratio'], 3)}{ci('rate_ratio_ci')}; mean p(happy) generated "
@@ -439,7 +484,7 @@ def render_markdown(results):
 
     r, j = results, results["judge"]
     sh, ident = r["sharpness"], r["identity"]
-    lines = [f"# Full-photo evaluation (neutral -> happy) of `{r['model']}`", "",
+    lines = [f"# Full-photo evaluation ({_arrow(r)}) of `{r['model']}`", "",
              f"{len(r['subjects'])} subject(s) of `{r['photos_dir']}`: {', '.join(r['subjects'])}."
              + (f" Skipped: {', '.join(s['subject'] for s in r['skipped'])}." if r["skipped"]
                 else ""), ""]
@@ -455,10 +500,11 @@ def render_markdown(results):
               f"| two-sample test: real vs generated crops ({r['crop']} px), accuracy, 95% CI | "
               f"{two_sample_cell(r['two_sample'])} |"]
     if j.get("available"):
-        h = j["happy_rate"]
+        target = j.get("target", "happy")
+        h = j[f"{target}_rate"]
         ci = h.get("ratio_ci")
         ci = f", 95% subject-bootstrap CI [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
-        lines += [f"| judge: happy rate generated / real | {_fmt(h['ratio'])} "
+        lines += [f"| judge: {target} rate generated / real | {_fmt(h['ratio'])} "
                   f"({_fmt(h['generated_rate'])} / {_fmt(h['real_rate'])}{ci}, "
                   f"n={h['n_generated']}) |",
                   f"| judge: error real / generated | {_fmt(j['real_error'])} / "
@@ -482,7 +528,7 @@ def render_markdown(results):
 
 def console_summary(results):
     """The lines the evaluate command prints for the photos."""
-    return "\n".join(["full photos (neutral -> happy):"] + [f"  {x}" for x in target_lines(results)]
+    return "\n".join([f"full photos ({_arrow(results)}):"] + [f"  {x}" for x in target_lines(results)]
                      + [f"  {external_line(results)}", f"  {mouth_line(results)}", f"report: {results['paths']['markdown']}",
                         f"contact sheet: {results['paths']['sheet']}",
                         f"mouths (photo pixels, about 2x): {results['paths'].get('mouth_sheet')}"])

@@ -85,6 +85,9 @@ def test_compare_rates_ratios_and_intervals():
     low, high = out["mean_p_ratio_ci"]
     assert low <= out["mean_p_ratio"] <= high
     assert out["source"]["p_happy"] == [0.0, 0.1, 0.0, 0.2]
+    # mean p(happy) 0.075 -> 0.3 generated, 0.65 real: the share of the real change made
+    assert out["change_share"] == pytest.approx((0.3 - 0.075) / (0.65 - 0.075))
+    assert ext.compare(source, generated, source)["change_share"] is None
     none_real = ext.compare(source, generated, verdicts([0.1, 0.2, 0.3, 0.4]))
     assert none_real["rate_ratio"] is None and none_real["rate_ratio_ci"] is None
     with pytest.raises(ValueError, match="one face per subject"):

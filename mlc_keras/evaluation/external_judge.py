@@ -140,7 +140,10 @@ def compare(source, generated, real, seed=0):
     Returns a dict: for "source", "generated", "real": "happy_rate" (argmax
     happy) and "mean_p_happy"; "rate_ratio" and "mean_p_ratio" (generated /
     real, None when real is 0) with "rate_ratio_ci" and "mean_p_ratio_ci"
-    (paired subject bootstrap, 95 %); the per-face p(happy) lists; "n".
+    (paired subject bootstrap, 95 %); "change_share": the share of the real
+    change of mean p(happy), source -> real, that the generated faces make
+    (1: as far as the real photos, in either direction; None when source and
+    real do not differ); the per-face p(happy) lists; "n".
     """
     from mlc_keras.evaluation.realism import paired_ratio_ci
 
@@ -156,6 +159,9 @@ def compare(source, generated, real, seed=0):
     g, r = out["generated"], out["real"]
     out["rate_ratio"] = g["happy_rate"] / r["happy_rate"] if r["happy_rate"] > 0 else None
     out["mean_p_ratio"] = g["mean_p_happy"] / r["mean_p_happy"] if r["mean_p_happy"] > 0 else None
+    change = r["mean_p_happy"] - out["source"]["mean_p_happy"]
+    out["change_share"] = ((g["mean_p_happy"] - out["source"]["mean_p_happy"]) / change
+                           if abs(change) > 1e-6 else None)
     out["rate_ratio_ci"] = paired_ratio_ci(generated[1], real[1], seed=seed)
     out["mean_p_ratio_ci"] = paired_ratio_ci(generated[0], real[0], seed=seed)
     return out

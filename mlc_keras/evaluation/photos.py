@@ -66,6 +66,7 @@ PHOTO_TARGETS = (
 SHEET = "contact_sheet.png"
 # direction -> (source expression, target expression); the London folders hold both
 DIRECTIONS = {"neutral_to_happy": ("neutral", "happy"), "happy_to_neutral": ("happy", "neutral")}
+DEFAULT_DIRECTION = "neutral_to_happy"
 CLASSES = ("neutral", "happy")  # the judge's class ids
 
 
@@ -77,9 +78,13 @@ def direction_pair(direction):
     return DIRECTIONS[direction]
 
 
+def _expressions(results):
+    """(source, target) expression of a results dict."""
+    return DIRECTIONS[results.get("direction", DEFAULT_DIRECTION)]
+
+
 def _arrow(results):
-    src, dst = DIRECTIONS[results.get("direction", "neutral_to_happy")]
-    return f"{src} -> {dst}"
+    return " -> ".join(_expressions(results))
 
 
 class PhotoEvaluationError(UserError, ValueError):
@@ -163,7 +168,7 @@ def _check_output(output):
 
 
 def _collect(model, photos_dir, subjects, crop, cell, aligner, intensity=1.0, editor=None,
-             direction="neutral_to_happy"):
+             direction=DEFAULT_DIRECTION):
     """Per subject: full-resolution face-box regions, aligned crops, sheet cells.
     ``editor``: None (the model through ``synthesize_photo``) or a callable
     source photo path -> (photo, detected face, edited photo). ``direction``:
@@ -288,11 +293,6 @@ def _external(data, external_judge, seed):
         return {"available": False, "reason": str(e)}
     out = ext.compare(*(judge.happy_probabilities(np.stack(data[k]))
                         for k in ("fer_src", "fer_gen", "fer_real")), seed=seed)
-    # the share of the real change of mean p(happy), source -> real target,
-    # that the generated faces make (1: as far as the real photos; either direction)
-    change = out["real"]["mean_p_happy"] - out["source"]["mean_p_happy"]
-    out["change_share"] = ((out["generated"]["mean_p_happy"] - out["source"]["mean_p_happy"])
-                           / change if abs(change) > 1e-6 else None)
     return {"available": True, "sha256": judge.sha256, **out}
 
 
@@ -324,30 +324,28 @@ def mouth_line(results):
 
 
 def _targets(results):
-    target = DIRECTIONS[results.get("direction", "neutral_to_happy")][1]
-    rate = results["judge"].get(f"{target}_rate", {})
+    target = _expressions(results)[1]
+    rate, rate_key = results["judge"].get(f"{target}_rate", {}), f"{target}_rate_ratio"
     figures = {
         "sharpness_ratio": results["sharpness"].get("mean"),
         "identity_distance": results["identity"].get("generated_vs_source_mean"),
         "two_sample_accuracy": results["two_sample"].get("accuracy"),
-        "happy_rate_ratio": rate.get("ratio"),
+        rate_key: rate.get("ratio"),
     }
     ts = results["two_sample"]
     intervals = {"two_sample_accuracy": [ts["ci_low"], ts["ci_high"]] if "ci_low" in ts else None,
-                 "happy_rate_ratio": rate.get("ratio_ci")}
+                 rate_key: rate.get("ratio_ci")}
     out = []
     for key, label, op, threshold in PHOTO_TARGETS:
-        if key == "happy_rate_ratio" and target != "happy":
-            key, label = f"{target}_rate_ratio", label.replace("happy", target)
-            figures[key], intervals[key] = figures["happy_rate_ratio"], intervals["happy_rate_ratio"]
+        if key == "happy_rate_ratio":  # the judge's rate of the direction's target expression
+            key, label = rate_key, label.replace("happy", target)
         value = figures[key]
         known = value is not None and np.isfinite(value)
         met = known and (value >= threshold if op == ">=" else value <= threshold)
         out.append({"key": key, "label": label, "target": f"{op} {threshold:g}",
                     "value": value if known else None, "met": bool(met),
                     "ci": intervals.get(key),
-                    "note": results["judge"].get("suspect", "") if key.endswith("_rate_ratio")
-                    else ""})
+                    "note": results["judge"].get("suspect", "") if key == rate_key else ""})
     return out
 
 
@@ -355,7 +353,7 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
                     cell=256, classifier="features", classifier_epochs=30, classifier_width=None,
                     classifier_lr=None, two_sample_arch="small", two_sample_epochs=15, seed=0,
                     aligner=None, intensity=1.0, external_judge="auto", detail=None,
-                    editor=None, direction="neutral_to_happy"):
+                    editor=None, direction=DEFAULT_DIRECTION):
     """Full-photo neutral -> happy evaluation (see the module docstring).
 
     Args:
@@ -466,7 +464,7 @@ def external_line(results):
         return f" [95% CI {e[key][0]:.2f}, {e[key][1]:.2f}]" if e.get(key) else ""
 
     g, r, s = e["generated"], e["real"], e["source"]
-    if results.get("direction", "neutral_to_happy") != "neutral_to_happy":
+    if _expressions(results)[1] != "happy":
         return (f"external judge (FER2013, never trained here): mean p(happy) source (smiling) "
                 f"{s['mean_p_happy']:.3f} -> generated {g['mean_p_happy']:.3f}, real neutral "
                 f"{r['mean_p_happy']:.3f}: {_fmt(e.get('change_share'), 3)} of the real change; "

@@ -230,6 +230,11 @@ _SPEC = (
                                 "thin-plate spline through dlib's 68 points; the London importer "
                                 "stores them): supervised motion of the lips and cheeks, where "
                                 "the photometric loss finds too little."),
+    ("flow_target_fold", False, "--flow_target_weight: where the mouth closes (a smile with "
+                                "teeth to neutral), split the landmark motion along the target's "
+                                "lip line, each side sampling its own lip, so the warp covers "
+                                "the teeth instead of squeezing them into a line "
+                                "(register.landmark_flow)."),
     ("stages", "", "A staged recipe in one resumable command: stages separated by ';', each "
                    "a space-separated list of name=value overrides applied on top of the "
                    "previous stage's options (the first on top of these flags). Each stage "
@@ -430,6 +435,8 @@ def validate(config):
                  "motion_box"):
         if getattr(c, name) and not c.g_warp:
             raise ConfigError(f"--{name} needs --g_warp (a flow field to train)")
+    if c.flow_target_fold and not c.flow_target_weight:
+        raise ConfigError("--flow_target_fold needs --flow_target_weight (a flow target to fold)")
     if c.flow_target_weight and c.dataset == "tfrecord":
         raise ConfigError("--flow_target_weight needs each pair's face landmarks, which TFRecord "
                           "shards do not carry; train from the London import (--dataset=london)")

@@ -122,3 +122,49 @@ def test_fixed_test_subjects_override_the_fraction():
         split_subjects(data, 0.5, 0, test_subjects=("124", "999"))
     with pytest.raises(DataError, match="none is left for training"):
         split_subjects(data, 0.0, 0, test_subjects=("001", "002", "124", "172"))
+
+
+def mouth_points(gap, lips_in=0.0, seed=3):
+    """68 landmarks on a 128 px crop: a 40 px wide mouth centred at (64, 90)
+    whose inner lips are ``gap`` px apart (outer lips ``lips_in`` px closer to
+    the middle), everything else fixed points above it."""
+    rng = np.random.default_rng(seed)
+    points = np.zeros((68, 2))
+    points[:48] = np.stack([rng.uniform(10, 118, 48), rng.uniform(10, 60, 48)], 1)
+    points[48], points[54] = (44, 90), (84, 90)
+    points[49:54] = [(x, 84 + lips_in) for x in (50, 57, 64, 71, 78)]
+    points[55:60] = [(x, 98 - lips_in) for x in (78, 71, 64, 57, 50)]
+    points[60], points[64] = (47, 90), (81, 90)
+    points[61:64] = [(x, 90 - gap / 2) for x in (56, 64, 72)]
+    points[65:68] = [(x, 90 + gap / 2) for x in (72, 64, 56)]
+    return points
+
+
+def test_inner_lip_gap_is_the_gap_over_the_width_for_one_face_or_many():
+    open_, closed = mouth_points(8.0), mouth_points(0.0)
+    assert register.inner_lip_gap(open_) == pytest.approx(8.0 / 40.0)
+    np.testing.assert_allclose(register.inner_lip_gap(np.stack([open_, closed])), [0.2, 0.0])
+    assert register.mouth_closes(open_, closed) and not register.mouth_closes(closed, open_)
+    assert not register.mouth_closes(open_, mouth_points(6.5))  # 0.0375 of the width: too little
+
+
+def test_folded_flow_samples_each_lip_over_the_teeth():
+    source, target = mouth_points(8.0), mouth_points(0.0, lips_in=2.0)  # the mouth closes
+    teeth = (90 - 4.0, 90 + 4.0)  # the source's open mouth, between its inner lips
+
+    def sampled_y(flow, row, col=64):  # where on the source the target pixel comes from
+        return row + flow[row, col, 0] * 128
+
+    plain = register.landmark_flow(source, target, 128, 128)
+    folded = register.landmark_flow(source, target, 128, 128, fold=True)
+    # one spline through both lips: the closed lip line samples the teeth
+    for row in (89, 91):
+        assert teeth[0] < sampled_y(plain, row) < teeth[1]
+    # folded: just above the line the upper lip, just below it the lower lip
+    assert sampled_y(folded, 89) < teeth[0] and sampled_y(folded, 91) > teeth[1]
+    # far from the mouth the two fields agree
+    assert np.abs(folded[:50] - plain[:50]).max() * 128 < 0.5
+    # a mouth that does not close is not folded
+    same = mouth_points(8.0, lips_in=1.0)
+    np.testing.assert_array_equal(register.landmark_flow(source, same, 128, 64, fold=True),
+                                  register.landmark_flow(source, same, 128, 64))

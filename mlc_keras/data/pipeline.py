@@ -154,13 +154,10 @@ def build_pairs(records, vocabulary, subjects, source_expression="neutral", iden
 
 def mouth_openness(points):
     """Inner-lip gap over mouth width per face: float [N] from dlib's 68
-    points [N, 68, 2] (mean distance of inner-lip points 61-63 to 67-65 over
-    the corner distance 48-54). Closed lips read about 0-0.04, a smile with
-    teeth 0.06-0.3."""
-    points = np.asarray(points, np.float64)
-    gap = np.linalg.norm(points[:, [61, 62, 63]] - points[:, [67, 66, 65]], axis=-1).mean(-1)
-    width = np.linalg.norm(points[:, 54] - points[:, 48], axis=-1)
-    return gap / np.maximum(width, 1e-6)
+    points [N, 68, 2] (``register.inner_lip_gap``)."""
+    from mlc_keras.data.register import inner_lip_gap
+
+    return inner_lip_gap(points)
 
 
 def keep_mouth_targets(pairs, openness, threshold, open_ids=(), closed_ids=()):
@@ -280,10 +277,11 @@ def decode_images(paths, resolution):
     return np.concatenate(chunks, 0) if chunks else np.zeros((0, resolution, resolution, 3), np.uint8)
 
 
-def pair_flows(pairs, resolution):
+def pair_flows(pairs, resolution, fold=False):
     """float32 [P, R, R, 2]: for each pair, the backward flow that moves the
     source's landmarks onto the target's (``register.landmark_flow``; (dy, dx)
-    in fractions of the size). A pair of an image with itself has none.
+    in fractions of the size; ``fold``: split along the lip line where the
+    mouth closes). A pair of an image with itself has none.
     Raises DataError when the pairs carry no landmarks."""
     from mlc_keras.data.register import landmark_flow
 
@@ -292,8 +290,18 @@ def pair_flows(pairs, resolution):
     flows = np.zeros((len(pairs), resolution, resolution, 2), np.float32)
     for k, (s, t) in enumerate(zip(pairs.src, pairs.tgt)):
         if s != t:
-            flows[k] = landmark_flow(pairs.points[s], pairs.points[t], pairs.crop_size, resolution)
+            flows[k] = landmark_flow(pairs.points[s], pairs.points[t], pairs.crop_size, resolution,
+                                     fold=fold)
     return flows
+
+
+def count_closing(pairs):
+    """How many of ``pairs`` (with landmarks) go from lips apart to closer
+    lips (``register.mouth_closes``): those ``pair_flows(fold=True)`` folds."""
+    from mlc_keras.data.register import mouth_closes
+
+    return sum(bool(s != t and mouth_closes(pairs.points[s], pairs.points[t]))
+               for s, t in zip(pairs.src, pairs.tgt))
 
 
 def flip_flows(flows):

@@ -53,15 +53,22 @@ class PreparedData:
     def num_test_pairs(self):
         return len(self.test_pairs) if self.test_pairs is not None else 0
 
-    def training_dataset(self, global_batch, seed, start_step=0, flip=True, flow_target=False):
+    def training_dataset(self, global_batch, seed, start_step=0, flip=True, flow_target=False,
+                         flow_fold=False):
         """pipeline.training_dataset over the decoded set. Under several
         workers each one builds the whole stream and keeps its share of every
         global batch (AutoShardPolicy.DATA), so the stream is the one a single
         worker would see. ``flow_target``: each element also carries its
-        pair's landmark motion (the pairs must carry landmarks)."""
+        pair's landmark motion (the pairs must carry landmarks), folded along
+        the lip line where the mouth closes when ``flow_fold``."""
         flows = None
         if flow_target:
-            flows = pipeline.pair_flows(self.train_pairs, self.train_images.shape[1])
+            flows = pipeline.pair_flows(self.train_pairs, self.train_images.shape[1],
+                                        fold=flow_fold)
+            if flow_fold:
+                log.info("--flow_target_fold: %d of %d training pairs' flow targets folded "
+                         "along the lip line (the mouth closes)",
+                         pipeline.count_closing(self.train_pairs), len(self.train_pairs))
         ds = pipeline.training_dataset(self.train_pairs, self.train_images, global_batch, seed,
                                        start_step=start_step, flip=flip, flows=flows)
         options = tf.data.Options()

@@ -24,6 +24,16 @@ STABLE = tuple(range(0, 4)) + tuple(range(13, 17)) + tuple(range(17, 48))
 # expression's: the chin's drop, the eyelids' squint, the brows.
 RIGID = tuple(range(0, 4)) + tuple(range(13, 17)) + (27, 28, 29, 30, 36, 39, 42, 45)
 ANCHOR_SETS = {"outside_mouth": OUTSIDE_MOUTH, "rigid": RIGID}
+# dlib's inner lips, paired across the mouth: 61 over 67, 62 over 66, 63 over 65.
+UPPER_INNER_LIP = (61, 62, 63)
+LOWER_INNER_LIP = (67, 66, 65)
+# landmark_flow(fold=True) folds where the inner-lip gap shrinks by more than
+# this share of the mouth's width (0.05 is about 2 px of a 256 px crop).
+FOLD_MIN_GAP = 0.05
+# ... and samples each lip this share of the mouth's width inside the lip's
+# inner edge (dlib puts 61-63 and 65-67 on the edge, where a bilinear sample is
+# half tooth).
+FOLD_MARGIN = 0.04
 
 
 def _thin_plate(moved_from, moved_to, smoothing=0.0):
@@ -172,7 +182,8 @@ def _frame(size, per_side=2):
     return np.concatenate(edges)
 
 
-def landmark_flow(source_points, target_points, crop_size, resolution, smoothing=0.1):
+def landmark_flow(source_points, target_points, crop_size, resolution, smoothing=0.1,
+                  fold=False):
     """The dense motion that moves a source crop onto its target's landmarks.
 
     A backward flow, the convention of ``models.layers.warp_images``: the
@@ -192,6 +203,16 @@ def landmark_flow(source_points, target_points, crop_size, resolution, smoothing
         lip corners (60, 64) on or next to the outer ones (48, 54), and an
         exact spline through two coincident points that move differently is
         singular (flows of 1e20 px).
+      fold: where the mouth closes (the source's inner lips are further
+        apart than the target's by more than ``FOLD_MIN_GAP`` of the mouth's
+        width), split the field along the target's inner-lip line: above it
+        the spline that leaves out the lower inner lip (61-63 follow the
+        source's upper lip), below it the one that leaves out the upper inner
+        lip. One spline through both lips puts the closed lip line of the
+        target in the middle of the source's open mouth, so the warp squeezes
+        the teeth into a line instead of covering them; the fold samples the
+        two lips and skips what lies between them. Elsewhere, and where the
+        mouth does not close, the field is the plain one.
 
     Returns:
       float32 (resolution, resolution, 2): (dy, dx) as fractions of the size
@@ -206,12 +227,54 @@ def landmark_flow(source_points, target_points, crop_size, resolution, smoothing
     frame = _frame(crop_size, per_side=8)
     # The backward map of tps_warp (target geometry -> where on the source),
     # minus the identity.
-    spline = _thin_plate(np.concatenate([target_points, frame]),
-                         np.concatenate([source_points, frame]), smoothing)
+    def backward(keep):
+        keep = list(keep)
+        return _thin_plate(np.concatenate([target_points[keep], frame]),
+                           np.concatenate([source_points[keep], frame]), smoothing)
+
     # Pixel centres of the output grid, in the crop's pixel coordinates.
     scale = crop_size / resolution
     coords = (np.arange(resolution, dtype=np.float64) + 0.5) * scale - 0.5
     xs, ys = np.meshgrid(coords, coords)
     grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    dxdy = (spline(grid) - grid).reshape(resolution, resolution, 2)
+    if fold and mouth_closes(source_points, target_points):
+        everything = range(len(target_points))
+        # the source's inner lips pushed into the lips, off the teeth's edge
+        margin = FOLD_MARGIN * np.linalg.norm(source_points[54] - source_points[48])
+        source_points = source_points.copy()
+        source_points[list(UPPER_INNER_LIP), 1] -= margin
+        source_points[list(LOWER_INNER_LIP), 1] += margin
+        upper = backward(i for i in everything if i not in LOWER_INNER_LIP)(grid)
+        lower = backward(i for i in everything if i not in UPPER_INNER_LIP)(grid)
+        below = grid[:, 1] > _inner_lip_line(target_points, grid[:, 0])
+        sample = np.where(below[:, None], lower, upper)
+    else:
+        sample = backward(range(len(target_points)))(grid)
+    dxdy = (sample - grid).reshape(resolution, resolution, 2)
     return (dxdy[..., ::-1] / crop_size).astype(np.float32)
+
+
+def inner_lip_gap(points):
+    """The mean distance of the inner upper lip (61-63) to the inner lower lip
+    (67-65) over the mouth's width (48 to 54), of landmarks [..., 68, 2]:
+    float [...]. Closed lips read about 0-0.04, a smile with teeth 0.06-0.3."""
+    points = np.asarray(points, np.float64)
+    gap = np.linalg.norm(points[..., list(UPPER_INNER_LIP), :] - points[..., list(LOWER_INNER_LIP), :],
+                         axis=-1).mean(-1)
+    return gap / np.maximum(np.linalg.norm(points[..., 54, :] - points[..., 48, :], axis=-1), 1e-6)
+
+
+def mouth_closes(source_points, target_points):
+    """True when the inner-lip gap (``inner_lip_gap``) shrinks from source to
+    target by more than ``FOLD_MIN_GAP``: where ``landmark_flow`` folds."""
+    return inner_lip_gap(source_points) - inner_lip_gap(target_points) > FOLD_MIN_GAP
+
+
+def _inner_lip_line(points, xs):
+    """y of the target's inner-lip line (the corners 60 and 64 and the
+    midpoints of 61/67, 62/66, 63/65) at each x, held level past the corners."""
+    points = np.asarray(points, np.float64)
+    middle = (points[list(UPPER_INNER_LIP)] + points[list(LOWER_INNER_LIP)]) / 2.0
+    line = np.concatenate([points[[60]], middle, points[[64]]])
+    line = line[np.argsort(line[:, 0])]
+    return np.interp(xs, line[:, 0], line[:, 1])

@@ -198,7 +198,8 @@ def _training_input(data, strategy, config, step):
     if not data.streaming:
         return data.training_dataset(per_step_batch, config.seed, start_step=step,
                                      flip=config.flip,
-                                     flow_target=bool(config.flow_target_weight))
+                                     flow_target=bool(config.flow_target_weight),
+                                     flow_fold=config.flow_target_fold)
 
     def per_pipeline(context):
         per_step = per_step_batch // context.num_input_pipelines  # records a step takes

@@ -184,3 +184,19 @@ def test_native_crop_size_follows_the_eye_distance():
     assert faces.native_crop_size(Face(), 256) == 256  # never below R
     Face.right_eye = (5000.0, 100.0)
     assert faces.native_crop_size(Face(), 128) == 1024  # bounded
+
+
+def test_upsampled_flow_is_bilinear_where_smooth_and_keeps_a_fold_sharp():
+    ramp = np.linspace(-0.02, 0.02, 16, dtype=np.float32)  # 0.04 px of R between neighbours
+    smooth = np.stack(np.broadcast_arrays(ramp[:, None], ramp[None, :]), -1)[None]
+    np.testing.assert_allclose(composite_lib.upsample_flow(smooth, [64, 64]).numpy(),
+                               tf.image.resize(smooth, [64, 64], method="bilinear").numpy(),
+                               atol=1e-7)
+    # a fold: the top half samples 3 px of R up, the bottom half 3 px down
+    fold = np.zeros((1, 16, 16, 2), np.float32)
+    fold[:, :8, :, 0], fold[:, 8:, :, 0] = -3.0 / 16, 3.0 / 16
+    up = composite_lib.upsample_flow(fold, [64, 64]).numpy()
+    np.testing.assert_array_equal(np.unique(up[..., 0]), [-3.0 / 16, 3.0 / 16])  # nothing between
+    np.testing.assert_array_equal(up[:, :32, :, 0], -3.0 / 16)
+    ramped = tf.image.resize(fold, [64, 64], method="bilinear").numpy()
+    assert len(np.unique(ramped[..., 0])) > 2  # what bilinear upsampling would have sampled

@@ -349,3 +349,30 @@ def test_open_mouth_targets_flag_filters_the_training_pairs_only(tmp_path):
     assert not any(src.endswith("s1_neutral.png") for src, _ in got)
     with pytest.raises(ConfigError, match="both name happy"):
         validate(make_config(open_mouth_targets=("happy",), closed_mouth_targets=("smile",), **common))
+
+
+def test_pair_flows_fold_only_the_pairs_whose_mouth_closes():
+    import dataclasses
+
+    from mlc_keras.data.register import landmark_flow
+
+    recs = records_for({"a": ["neutral", "happy"]})
+    pairs, _ = pipeline.build_pairs(recs, VOCAB, ("a",), source_expression="any",
+                                    identity_pairs=False)
+    points = np.zeros((len(pairs.paths), 68, 2))
+    rng = np.random.default_rng(7)
+    for i, label in enumerate(pairs.labels):
+        gap = 8.0 if VOCAB[label] == "happy" else 0.0  # the smile shows teeth
+        points[i, :48] = np.stack([rng.uniform(10, 118, 48), rng.uniform(10, 60, 48)], 1)
+        points[i, 48], points[i, 54], points[i, 60], points[i, 64] = (44, 90), (84, 90), (47, 90), (81, 90)
+        points[i, 49:54] = [(x, 84) for x in (50, 57, 64, 71, 78)]
+        points[i, 55:60] = [(x, 98) for x in (78, 71, 64, 57, 50)]
+        points[i, 61:64] = [(x, 90 - gap / 2) for x in (56, 64, 72)]
+        points[i, 65:68] = [(x, 90 + gap / 2) for x in (72, 64, 56)]
+    pairs = dataclasses.replace(pairs, points=points.astype(np.float32), crop_size=128)
+    assert pipeline.count_closing(pairs) == 1  # happy -> neutral, not neutral -> happy
+    folded, plain = pipeline.pair_flows(pairs, 32, fold=True), pipeline.pair_flows(pairs, 32)
+    for k, (s, t) in enumerate(zip(pairs.src, pairs.tgt)):
+        np.testing.assert_allclose(folded[k], landmark_flow(pairs.points[s], pairs.points[t], 128, 32, fold=True))
+        closes = VOCAB[pairs.labels[s]] == "happy"
+        assert np.array_equal(folded[k], plain[k]) != closes

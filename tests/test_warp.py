@@ -228,6 +228,7 @@ def test_a_flow_target_without_landmarks_is_refused_before_training(tmp_path):
     (dict(warp_l1_weight=1.0), "warp_l1_weight needs --g_warp"),
     (dict(g_warp=True, g_output="direct"), "g_warp needs --g_output=attention"),
     (dict(g_warp=True, max_flow=0.0), "--max_flow=0.0"),
+    (dict(g_warp=True, flow_target_fold=True), "flow_target_fold needs --flow_target_weight"),
 ])
 def test_bad_warp_options_are_refused(overrides, message):
     with pytest.raises(Exception, match=message):

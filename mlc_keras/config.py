@@ -156,6 +156,11 @@ _SPEC = (
                          "+-0.5) that multiplies the moved input: shading of cheeks and folds "
                          "on the photo's own pixels, not redrawn by the colour map (ours). "
                          "Starts at zero, so --init_generator may name a generator without it."),
+    ("g_flow_snap", False, "--g_warp: where the vertical flow tears apart (more than 1.5 px of "
+                           "the resolution within 3 px: the lips of a closing mouth), each "
+                           "pixel of the tear takes the motion of the nearer side, so none "
+                           "samples what the tear skips (teeth). No weights: may be turned on "
+                           "for a trained generator (ours)."),
     ("motion_box", "", "--g_warp: x0,y0,x1,y1 fractions of the aligned face outside which the "
                        "flow and the --g_shading gain fade to exactly 0 (a 0.06 soft edge), so "
                        "only the mouth and cheeks move; empty: the whole face (ours). "
@@ -432,7 +437,7 @@ def validate(config):
         if getattr(c, name) and c.g_output != "attention":
             raise ConfigError(f"--{name} needs --g_output=attention (an attention head to train)")
     for name in ("flow_smooth_weight", "warp_l1_weight", "flow_target_weight", "g_shading",
-                 "motion_box"):
+                 "motion_box", "g_flow_snap"):
         if getattr(c, name) and not c.g_warp:
             raise ConfigError(f"--{name} needs --g_warp (a flow field to train)")
     if c.flow_target_fold and not c.flow_target_weight:

@@ -50,6 +50,16 @@ box (a smoothstep ``MOTION_FEATHER`` wide at each edge), so brows, eyes and
 the jaw's outline keep the photo's own pixels and only the mouth and cheeks
 move.
 
+Tear snapping (``flow_snap=True``, with a warp head): where the vertical
+flow jumps apart by more than ``SNAP_TEAR`` px of R within ``SNAP_REACH`` px
+above and below a pixel (a tear: the lips of a closing mouth, the upper one
+pulled down from above, the lower one up from below), each pixel in the jump
+takes the whole motion of the nearer side (``snap_tears``). A network's flow
+ramps over two or three pixels where its target jumps in one, and the pixels
+of the ramp sample what the tear skips (the teeth); snapped, they sample a
+lip. A smooth field is left as it is, and the snap has no weights, so it can
+be turned on for a trained warp generator.
+
 Expression conditioning (``conditioning``):
   input              c tiled onto the input channels (StarGAN).
   input_and_decoder  also tiled onto the input of every decoder block.
@@ -91,6 +101,28 @@ def scale_change(source, output, intensity):
 GAIN_LIMIT = 0.5  # the shading head's log-gain: a factor of 0.61-1.65 at most
 SHADING_CELL = 8  # px of the model's resolution per cell of the shading grid
 MOTION_FEATHER = 0.06  # the motion box's soft edge, a fraction of the image
+
+
+SNAP_REACH = 3  # px of R above and below a pixel that ``snap_tears`` compares
+SNAP_TEAR = 1.5  # px of R: a vertical jump this large starts to snap (fully at twice it)
+
+
+def snap_tears(flow, reach=SNAP_REACH, tear=SNAP_TEAR):
+    """``flow`` [B, H, W, 2] (dy, dx in fractions of the size) with its tears
+    made sharp: where the flow ``reach`` px below a pixel moves more than
+    ``tear`` px further down than the flow ``reach`` px above it, the pixel
+    takes the motion (both components) of whichever of the two is nearer its
+    own dy; smoothly from a jump of ``tear`` to fully at twice it, so a smooth
+    field is returned unchanged."""
+    h = flow.shape[1]
+    padded = ops.concatenate([ops.repeat(flow[:, :1], reach, axis=1), flow,
+                              ops.repeat(flow[:, -1:], reach, axis=1)], axis=1)
+    above, below = padded[:, :h], padded[:, 2 * reach:]
+    jump = (below[..., :1] - above[..., :1]) * float(h)
+    on = ops.clip(jump / tear - 1.0, 0.0, 1.0)
+    dy = flow[..., :1]
+    nearer_above = ops.abs(dy - above[..., :1]) <= ops.abs(dy - below[..., :1])
+    return flow + on * (ops.where(nearer_above, above, below) - flow)
 
 
 def _smoothstep(t):
@@ -168,7 +200,7 @@ class Generator(keras.Model):
     def __init__(self, resolution=128, num_classes=7, base_channels=64, downsamples=2,
                  res_blocks=6, norm="instance", skips=True, conditioning="film",
                  output="attention", max_channels=512, expressions=None, warp=False,
-                 max_flow=0.08, shading=False, motion_box=None, **kwargs):
+                 max_flow=0.08, shading=False, motion_box=None, flow_snap=False, **kwargs):
         super().__init__(**kwargs)
         validate_generator_shape(resolution, downsamples)
         if conditioning not in CONDITIONINGS:
@@ -192,6 +224,9 @@ class Generator(keras.Model):
                              "(0, 0.5]")
         if shading and not warp:
             raise ValueError("shading=True needs warp=True (the gain lights the moved input)")
+        if flow_snap and not warp:
+            raise ValueError("flow_snap=True needs warp=True (it sharpens the flow's tears)")
+        self.flow_snap = bool(flow_snap)
         if motion_box is not None:
             motion_box = tuple(float(v) for v in motion_box)
             if not warp:
@@ -259,6 +294,8 @@ class Generator(keras.Model):
             flow = self.max_flow * ops.tanh(raw)
             if self.motion_box is not None:
                 flow = flow * box_weight(self.motion_box, self.resolution)
+            if self.flow_snap:
+                flow = snap_tears(flow)
         return colour, keep, flow
 
     def _final_gain(self, features):
@@ -382,7 +419,7 @@ class Generator(keras.Model):
                    res_blocks=self.res_blocks, norm=self.norm, skips=self.skips,
                    conditioning=self.conditioning, output=self.output_kind,
                    max_channels=self.max_channels, warp=self.warp, max_flow=self.max_flow,
-                   shading=self.shading,
+                   shading=self.shading, flow_snap=self.flow_snap,
                    motion_box=list(self.motion_box) if self.motion_box else None,
                    expressions=list(self.expressions) if self.expressions else None)
         return cfg

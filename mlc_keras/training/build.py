@@ -45,7 +45,7 @@ def build_generator(config):
         res_blocks=config.g_res_blocks, norm=config.g_norm, skips=config.g_skips,
         conditioning=config.g_conditioning, output=config.g_output,
         expressions=config.expressions, warp=config.g_warp, max_flow=config.max_flow,
-        shading=config.g_shading,
+        shading=config.g_shading, flow_snap=config.g_flow_snap,
         motion_box=mouth_box_fractions(config.motion_box, "motion_box") if config.motion_box else None,
         name="generator")
 

@@ -369,3 +369,63 @@ def test_motion_box_keeps_the_flow_and_gain_inside_it_and_travels_with_the_model
         make_config(motion_box="0.25,0.5,0.75,0.875", **TINY)
     with pytest.raises(ConfigError, match="--motion_box=0.5,0.5,0.2,0.9: expected"):
         make_config(g_warp=True, motion_box="0.5,0.5,0.2,0.9", **TINY)
+
+
+def _tear(size=32, ramp=(-4.4, -1.6, 4.1), at=14):
+    """[1, size, size, 2] flow in fractions: dy of -4 px of R above row ``at``,
+    +4 px below, with ``ramp`` (px) on the rows from ``at``; dx a column ramp."""
+    dy = np.where(np.arange(size) < at, -4.0, 4.0)
+    dy[at:at + len(ramp)] = ramp
+    flow = np.zeros((1, size, size, 2), np.float32)
+    flow[0, :, :, 0] = dy[:, None] / size
+    flow[0, :, :, 1] = np.linspace(-0.02, 0.02, size)[None, :]
+    return flow
+
+
+def test_snap_tears_makes_a_ramp_across_a_tear_a_step_and_leaves_smooth_fields_alone():
+    from mlc_keras.models.generator import snap_tears
+
+    flow = _tear()
+    snapped = snap_tears(flow).numpy()
+    dy_px = snapped[0, :, 5, 0] * 32
+    # every pixel of the ramp takes one side's motion: no motion in between
+    np.testing.assert_allclose(np.abs(dy_px), 4.0, atol=1e-5)
+    assert dy_px[15] == pytest.approx(-4.0) and dy_px[16] == pytest.approx(4.0)
+    np.testing.assert_array_equal(snapped[0, :12], flow[0, :12])  # far above: untouched
+    np.testing.assert_array_equal(snapped[0, 20:], flow[0, 20:])  # far below: untouched
+    np.testing.assert_allclose(snapped[..., 1], flow[..., 1], atol=1e-7)  # dx the same here
+    # a smooth field (0.2 px per px) and a field that converges are returned as they are
+    rows = np.arange(32, dtype=np.float32)
+    smooth = np.zeros((1, 32, 32, 2), np.float32)
+    smooth[0, :, :, 0] = (0.2 * rows / 32)[:, None]
+    np.testing.assert_array_equal(snap_tears(smooth).numpy(), smooth)
+    np.testing.assert_array_equal(snap_tears(-flow).numpy(), -flow)
+
+
+def test_flow_snap_sharpens_the_generators_flow_and_travels_with_the_model(tmp_path):
+    import keras
+    from mlc_keras.config import ConfigError
+    from mlc_keras.models.generator import snap_tears
+
+    overrides = dict(TINY, resolution=32, critic_levels="16")
+    plain = build_generator(make_config(g_warp=True, **overrides)).build_for_inputs()
+    snapping = build_generator(make_config(g_warp=True, g_flow_snap=True, **overrides))
+    snapping.build_for_inputs()
+    assert snapping.flow_snap and not plain.flow_snap
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(0, 0.3, w.shape).astype(np.float32) for w in plain.get_weights()]
+    plain.set_weights(weights)
+    snapping.set_weights(weights)  # the snap has no weights of its own
+    x, cond = images(32), tf.one_hot([1, 0], 2)
+    flow_plain = plain.final_maps_and_flow((x, cond))[2]
+    flow_snapped = snapping.final_maps_and_flow((x, cond))[2]
+    np.testing.assert_allclose(flow_snapped.numpy(), snap_tears(flow_plain).numpy(), atol=1e-6)
+    assert np.abs(flow_snapped.numpy() - flow_plain.numpy()).max() > 1e-3  # it did snap
+    path = str(tmp_path / "snap.keras")
+    snapping.save(path)
+    again = keras.saving.load_model(path, compile=False)
+    assert again.flow_snap
+    np.testing.assert_allclose(again((x, cond))[0].numpy(), snapping((x, cond))[0].numpy(),
+                               atol=1e-6)
+    with pytest.raises(ConfigError, match="--g_flow_snap needs --g_warp"):
+        make_config(g_flow_snap=True, **TINY)

@@ -236,3 +236,25 @@ def test_an_unknown_direction_is_refused_before_any_work(tmp_path):
         photos.evaluate_photos("no-model-needed", str(tmp_path), ["001"], str(tmp_path / "out"),
                                direction="sideways")
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_closed_lip_ratio_counts_only_the_real_smiles_with_closed_lips():
+    external = {"available": True, "real": {"p_happy": [0.2, 0.9, 0.1, 0.8]},
+                "generated": {"p_happy": [0.1, 0.1, 0.05, 0.2]}}
+    mouth = {"available": True, "threshold": 0.05,
+             "real": {"openness": [0.01, 0.2, 0.03, 0.07]}}
+    closed = photos.closed_lip_external(external, mouth)
+    assert closed["n"] == 2
+    assert closed["real_mean_p_happy"] == pytest.approx(0.15)
+    assert closed["generated_mean_p_happy"] == pytest.approx(0.075)
+    assert closed["mean_p_ratio"] == pytest.approx(0.5)
+    mouth["real"]["openness"] = [0.2, 0.3, 0.4, 0.5]  # every real smile shows teeth
+    assert photos.closed_lip_external(external, mouth) is None
+    assert photos.closed_lip_external({"available": False}, mouth) is None
+    results = {"direction": "neutral_to_happy", "external_judge": {
+        **external, "available": True, "source": {"happy_rate": 0.0, "mean_p_happy": 0.01},
+        "rate_ratio": 0.5, "mean_p_ratio": 0.2, "closed_lip": closed}}
+    results["external_judge"]["generated"].update(happy_rate=0.25, mean_p_happy=0.11)
+    results["external_judge"]["real"].update(happy_rate=0.5, mean_p_happy=0.5)
+    line = photos.external_line(results)
+    assert "against the 2 real smiles with closed lips only" in line and "ratio 0.500" in line

@@ -26,7 +26,9 @@ expressions); then
                 interval, and the suspect note.
   external_judge  a second opinion on the smile from the FER2013 judge this
                 project never trains (``evaluation.external_judge``): happy
-                rates and mean p(happy) of source, generated and real; not a
+                rates and mean p(happy) of source, generated and real, and
+                (neutral -> happy) the mean p(happy) ratio over the subjects
+                whose real smile keeps its lips closed (``closed_lip``); not a
                 target.
   mouth_open    how often the lips are apart (dlib's inner-lip gap over the
                 mouth's width >= 0.05, ``pipeline.mouth_openness``) in source,
@@ -312,6 +314,23 @@ def _mouth_open(lips, threshold=MOUTH_OPEN_THRESHOLD):
     return out
 
 
+def closed_lip_external(external, mouth_open):
+    """The external judge's mean p(happy), generated / real, over only the
+    subjects whose real target keeps its lips closed (inner-lip gap below the
+    threshold): a model that never shows teeth measured against the smiles
+    that show none. None when a figure is missing or no real target is closed."""
+    if not (external.get("available") and mouth_open.get("available")):
+        return None
+    closed = np.asarray(mouth_open["real"]["openness"]) < mouth_open["threshold"]
+    real = np.asarray(external["real"]["p_happy"], np.float64)
+    generated = np.asarray(external["generated"]["p_happy"], np.float64)
+    if not closed.any() or len(closed) != len(real) or real[closed].mean() <= 0:
+        return None
+    return {"n": int(closed.sum()), "real_mean_p_happy": float(real[closed].mean()),
+            "generated_mean_p_happy": float(generated[closed].mean()),
+            "mean_p_ratio": float(generated[closed].mean() / real[closed].mean())}
+
+
 def mouth_line(results):
     """One line on how often the lips are apart, generated beside real."""
     m = results.get("mouth_open") or {}
@@ -424,6 +443,10 @@ def evaluate_photos(model, photos_dir, subjects, output, generator_subjects=None
                               classifier_lr, target_expression)
     results["external_judge"] = _external(data, external_judge, seed)
     results["mouth_open"] = _mouth_open(data["lips"])
+    if target_expression == "happy":
+        closed = closed_lip_external(results["external_judge"], results["mouth_open"])
+        if closed:
+            results["external_judge"]["closed_lip"] = closed
     results["targets"] = _targets(results)
     os.makedirs(output, exist_ok=True)
     write_png_atomic(sheet, make_grid(data["rows"]))
@@ -474,7 +497,10 @@ def external_line(results):
             f"{g['happy_rate']:.3f} / real {r['happy_rate']:.3f} (source {s['happy_rate']:.3f}), "
             f"ratio {_fmt(e['rate_ratio'], 3)}{ci('rate_ratio_ci')}; mean p(happy) generated "
             f"{g['mean_p_happy']:.3f} / real {r['mean_p_happy']:.3f} (source "
-            f"{s['mean_p_happy']:.3f}), ratio {_fmt(e['mean_p_ratio'], 3)}{ci('mean_p_ratio_ci')}")
+            f"{s['mean_p_happy']:.3f}), ratio {_fmt(e['mean_p_ratio'], 3)}{ci('mean_p_ratio_ci')}"
+            + (f"; against the {c['n']} real smiles with closed lips only: mean p(happy) "
+               f"generated {c['generated_mean_p_happy']:.3f} / real {c['real_mean_p_happy']:.3f}, "
+               f"ratio {c['mean_p_ratio']:.3f}" if (c := e.get("closed_lip")) else ""))
 
 
 def render_markdown(results):

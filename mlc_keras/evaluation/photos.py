@@ -323,12 +323,14 @@ def closed_lip_external(external, mouth_open):
         return None
     closed = np.asarray(mouth_open["real"]["openness"]) < mouth_open["threshold"]
     real = np.asarray(external["real"]["p_happy"], np.float64)
-    generated = np.asarray(external["generated"]["p_happy"], np.float64)
-    if not closed.any() or len(closed) != len(real) or real[closed].mean() <= 0:
+    if not closed.any() or len(closed) != len(real):
         return None
-    return {"n": int(closed.sum()), "real_mean_p_happy": float(real[closed].mean()),
-            "generated_mean_p_happy": float(generated[closed].mean()),
-            "mean_p_ratio": float(generated[closed].mean() / real[closed].mean())}
+    real = float(real[closed].mean())
+    generated = float(np.asarray(external["generated"]["p_happy"], np.float64)[closed].mean())
+    if real <= 0:
+        return None
+    return {"n": int(closed.sum()), "real_mean_p_happy": real,
+            "generated_mean_p_happy": generated, "mean_p_ratio": generated / real}
 
 
 def mouth_line(results):
